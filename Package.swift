@@ -1,0 +1,39 @@
+// swift-tools-version: 6.1
+// Weft: a userspace flannel-udp forwarder. Modules follow one concern each; dependencies
+// point down: weft (CLI) → WeftDataPath → WeftLinux → CWeftLinux, and everything → WeftCore.
+// The data path (WeftCore, WeftLinux, WeftDataPath) uses no third-party package.
+import PackageDescription
+
+let package = Package(
+    name: "Weft",
+    products: [
+        .executable(name: "weft", targets: ["weft"]),
+        .library(name: "WeftCore", targets: ["WeftCore"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+    ],
+    targets: [
+        // What Swift cannot import from Glibc: TUN ioctls, mmsghdr, eventfd. No logic.
+        .target(name: "CWeftLinux", cSettings: [.define("_GNU_SOURCE")]),
+        // Packet rules with no I/O: IPv4 validation, TTL, ICMP, routes, pool, rings, counters.
+        .target(name: "WeftCore"),
+        // Linux I/O: TUN, UDP batches, rtnetlink, interfaces. Each syscall wrapped once.
+        .target(name: "WeftLinux", dependencies: ["CWeftLinux", "WeftCore"]),
+        // Threads that move packets between the TUN and the UDP socket.
+        .target(name: "WeftDataPath", dependencies: ["WeftCore", "WeftLinux"]),
+        .executableTarget(
+            name: "weft",
+            dependencies: [
+                "WeftCore", "WeftLinux", "WeftDataPath",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(name: "WeftCoreTests", dependencies: ["WeftCore"]),
+        .testTarget(name: "WeftLinuxTests", dependencies: ["WeftLinux", "WeftCore"]),
+        .testTarget(name: "WeftIntegrationTests", dependencies: ["WeftCore"]),
+    ],
+    swiftLanguageModes: [.v6]
+)
