@@ -1,1 +1,133 @@
+// See include/CWeftLinux.h. Every function returns -1 with errno set on failure.
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+
 #include "CWeftLinux.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/eventfd.h>
+#include <linux/if_tun.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+
+// --- TUN -------------------------------------------------------------------------------------
+
+const unsigned long CWeftLinux_TUNSETIFF = TUNSETIFF;
+const int CWeftLinux_IFF_TUN = IFF_TUN;
+const int CWeftLinux_IFF_NO_PI = IFF_NO_PI;
+const int CWeftLinux_IFNAMSIZ = IFNAMSIZ;
+
+int CWeftLinux_tun_set_iff(int fd, const char *name, int flags, char *out_name) {
+    struct ifreq ifr;
+    size_t len = strlen(name);
+    if (len >= IFNAMSIZ) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    memset(&ifr, 0, sizeof(ifr));
+    memcpy(ifr.ifr_name, name, len);
+    ifr.ifr_flags = (short)flags;
+    if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
+        return -1;
+    }
+    memcpy(out_name, ifr.ifr_name, IFNAMSIZ);
+    out_name[IFNAMSIZ - 1] = '\0';
+    return 0;
+}
+
+int CWeftLinux_tun_open(const char *name, int flags, char *out_name) {
+    if (strlen(name) >= IFNAMSIZ) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) {
+        return -1;
+    }
+    if (CWeftLinux_tun_set_iff(fd, name, flags, out_name) < 0) {
+        int saved = errno;
+        close(fd);
+        errno = saved;
+        return -1;
+    }
+    return fd;
+}
+
+// --- UDP batches -----------------------------------------------------------------------------
+
+_Static_assert(sizeof(CWeftLinux_mmsghdr) == sizeof(struct mmsghdr), "mmsghdr mirror size");
+_Static_assert(offsetof(CWeftLinux_mmsghdr, msg_len) == offsetof(struct mmsghdr, msg_len),
+               "mmsghdr mirror layout");
+
+int CWeftLinux_recvmmsg(int fd, CWeftLinux_mmsghdr *vec, unsigned int vlen, int flags,
+                        struct timespec *timeout) {
+    return recvmmsg(fd, (struct mmsghdr *)vec, vlen, flags, timeout);
+}
+
+int CWeftLinux_sendmmsg(int fd, CWeftLinux_mmsghdr *vec, unsigned int vlen, int flags) {
+    return sendmmsg(fd, (struct mmsghdr *)vec, vlen, flags);
+}
+
+const int CWeftLinux_MSG_TRUNC = MSG_TRUNC;
+const int CWeftLinux_MSG_WAITFORONE = MSG_WAITFORONE;
+const int CWeftLinux_MSG_DONTWAIT = MSG_DONTWAIT;
+
+// --- eventfd ---------------------------------------------------------------------------------
+
+int CWeftLinux_eventfd(unsigned int initval, int flags) {
+    return eventfd(initval, flags);
+}
+
+const int CWeftLinux_EFD_NONBLOCK = EFD_NONBLOCK;
+const int CWeftLinux_EFD_CLOEXEC = EFD_CLOEXEC;
+
+// --- rtnetlink -------------------------------------------------------------------------------
+
+const int CWeftLinux_AF_NETLINK = AF_NETLINK;
+const int CWeftLinux_NETLINK_ROUTE = NETLINK_ROUTE;
+const int CWeftLinux_SOL_NETLINK = SOL_NETLINK;
+#ifndef NETLINK_EXT_ACK
+#define NETLINK_EXT_ACK 11
+#endif
+#ifndef NETLINK_CAP_ACK
+#define NETLINK_CAP_ACK 10
+#endif
+const int CWeftLinux_NETLINK_EXT_ACK = NETLINK_EXT_ACK;
+const int CWeftLinux_NETLINK_CAP_ACK = NETLINK_CAP_ACK;
+
+int CWeftLinux_netlink_bind(int fd) {
+    struct sockaddr_nl sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.nl_family = AF_NETLINK;
+    return bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+}
+
+ssize_t CWeftLinux_netlink_send_to_kernel(int fd, const void *buf, size_t len) {
+    struct sockaddr_nl sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.nl_family = AF_NETLINK;
+    return sendto(fd, buf, len, 0, (struct sockaddr *)&sa, sizeof(sa));
+}
+
+const size_t CWeftLinux_sizeof_nlmsghdr = sizeof(struct nlmsghdr);
+const size_t CWeftLinux_sizeof_nlmsgerr = sizeof(struct nlmsgerr);
+const size_t CWeftLinux_sizeof_ifinfomsg = sizeof(struct ifinfomsg);
+const size_t CWeftLinux_sizeof_ifaddrmsg = sizeof(struct ifaddrmsg);
+const size_t CWeftLinux_sizeof_rtmsg = sizeof(struct rtmsg);
+const size_t CWeftLinux_sizeof_rtattr = sizeof(struct rtattr);
+
+_Static_assert(sizeof(struct nlmsghdr) == 16, "nlmsghdr");
+_Static_assert(sizeof(struct nlmsgerr) == 20, "nlmsgerr");
+_Static_assert(sizeof(struct ifinfomsg) == 16, "ifinfomsg");
+_Static_assert(sizeof(struct ifaddrmsg) == 8, "ifaddrmsg");
+_Static_assert(sizeof(struct rtmsg) == 12, "rtmsg");
+_Static_assert(sizeof(struct rtattr) == 4, "rtattr");
+_Static_assert(RTM_NEWLINK == 16 && RTM_NEWADDR == 20 && RTM_NEWROUTE == 24 && RTM_DELROUTE == 25, "rtm");
+_Static_assert(IFLA_MTU == 4 && IFA_ADDRESS == 1 && IFA_LOCAL == 2 && RTA_DST == 1 && RTA_OIF == 4, "attrs");
+_Static_assert(NLM_F_REQUEST == 1 && NLM_F_ACK == 4 && NLM_F_EXCL == 0x200 && NLM_F_CREATE == 0x400, "flags");
+_Static_assert(RT_TABLE_MAIN == 254 && RTPROT_BOOT == 3 && RT_SCOPE_UNIVERSE == 0 && RTN_UNICAST == 1, "rt");
+_Static_assert(NLMSG_ERROR == 2 && NLMSG_DONE == 3, "nlmsg types");

@@ -1,1 +1,81 @@
+// CWeftLinux: what Swift cannot import from Glibc (TUN ioctls, mmsghdr, recvmmsg/sendmmsg,
+// eventfd, rtnetlink constants). No logic lives here.
+//
+// Return convention for every function in this shim: the libc convention, -1 with errno set
+// (as SwiftNIO's CNIOLinux). Swift reads errno immediately after the call.
+//
+// _GNU_SOURCE is defined by the target's cSettings and must never be defined in this header
+// (a clean build then fails on fd_set; see notes/swift-linux.md §1).
 #pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/ioctl.h>      /* before <linux/if_tun.h> */
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <netinet/in.h>
+#include <time.h>
+#include <net/if.h>
+
+// --- TUN -------------------------------------------------------------------------------------
+
+extern const unsigned long CWeftLinux_TUNSETIFF;
+extern const int CWeftLinux_IFF_TUN;
+extern const int CWeftLinux_IFF_NO_PI;
+
+/// Opens /dev/net/tun (O_RDWR|O_CLOEXEC|O_NONBLOCK) and issues TUNSETIFF with `name` (may hold
+/// "%d") and `flags`. On success returns the fd and copies the kernel's interface name
+/// (NUL-terminated, at most IFNAMSIZ bytes) to `out_name`. On failure returns -1 with errno set;
+/// a name of IFNAMSIZ bytes or more fails with ENAMETOOLONG before anything is opened.
+int CWeftLinux_tun_open(const char *name, int flags, char *out_name);
+
+/// TUNSETIFF alone on an fd already open on /dev/net/tun (so Swift can tell a failed open from
+/// a failed ioctl in its error messages). Returns 0, or -1 with errno set; ENAMETOOLONG when
+/// `name` has IFNAMSIZ bytes or more. `out_name` receives at most IFNAMSIZ bytes, NUL-terminated.
+int CWeftLinux_tun_set_iff(int fd, const char *name, int flags, char *out_name);
+
+extern const int CWeftLinux_IFNAMSIZ;
+
+// --- UDP batches -----------------------------------------------------------------------------
+
+/// Mirror of struct mmsghdr, which does not import into Swift even with _GNU_SOURCE (SR-6772).
+/// Size and layout are checked with _Static_assert in CWeftLinux.c.
+typedef struct {
+    struct msghdr msg_hdr;
+    unsigned int msg_len;
+} CWeftLinux_mmsghdr;
+
+int CWeftLinux_recvmmsg(int fd, CWeftLinux_mmsghdr *vec, unsigned int vlen, int flags,
+                        struct timespec *timeout);
+int CWeftLinux_sendmmsg(int fd, CWeftLinux_mmsghdr *vec, unsigned int vlen, int flags);
+
+extern const int CWeftLinux_MSG_TRUNC;
+extern const int CWeftLinux_MSG_WAITFORONE;
+extern const int CWeftLinux_MSG_DONTWAIT;
+
+// --- eventfd ---------------------------------------------------------------------------------
+
+int CWeftLinux_eventfd(unsigned int initval, int flags);
+extern const int CWeftLinux_EFD_NONBLOCK;
+extern const int CWeftLinux_EFD_CLOEXEC;
+
+// --- rtnetlink (constants from <linux/netlink.h>, <linux/rtnetlink.h>, <linux/if_link.h>,
+// <linux/if_addr.h>; the messages themselves are encoded byte by byte in Swift) ---------------
+
+extern const int CWeftLinux_AF_NETLINK;
+extern const int CWeftLinux_NETLINK_ROUTE;
+extern const int CWeftLinux_SOL_NETLINK;
+extern const int CWeftLinux_NETLINK_EXT_ACK;
+extern const int CWeftLinux_NETLINK_CAP_ACK;
+
+/// Fills a sockaddr_nl for the kernel (nl_pid 0, no groups) and calls bind/sendto as needed.
+/// Provided because struct sockaddr_nl does not import into Swift.
+int CWeftLinux_netlink_bind(int fd);
+ssize_t CWeftLinux_netlink_send_to_kernel(int fd, const void *buf, size_t len);
+
+extern const size_t CWeftLinux_sizeof_nlmsghdr;    /* 16 */
+extern const size_t CWeftLinux_sizeof_nlmsgerr;    /* 20 */
+extern const size_t CWeftLinux_sizeof_ifinfomsg;   /* 16 */
+extern const size_t CWeftLinux_sizeof_ifaddrmsg;   /* 8 */
+extern const size_t CWeftLinux_sizeof_rtmsg;       /* 12 */
+extern const size_t CWeftLinux_sizeof_rtattr;      /* 4 */

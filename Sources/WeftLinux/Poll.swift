@@ -1,0 +1,35 @@
+import Glibc
+
+/// Blocking waits with poll(2), for threads that own one descriptor and must also be wakeable.
+public enum Poll {
+    public enum Readiness: Sendable, Equatable {
+        /// `fd` can be read (or has an error/hang-up that the next read will report).
+        case readable
+        /// The wakeup eventfd was signalled. It is *not* drained: call `wakeup.drain()`.
+        /// Takes precedence when both are ready, so a stop request is never starved.
+        case wakeup
+        case timeout
+    }
+
+    /// Waits until `fd` is readable, `wakeup` is signalled, or the timeout (milliseconds, -1 for
+    /// none) passes. An interrupted wait (EINTR) restarts with the full timeout. A closed or
+    /// invalid `fd` throws EBADF.
+    public static func waitReadable(_ fd: Int32, orWakeup wakeup: EventFD,
+                                    timeoutMilliseconds: Int32 = -1) throws(SystemError) -> Readiness {
+        var fds = (pollfd(fd: fd, events: Int16(POLLIN), revents: 0),
+                   pollfd(fd: wakeup.fileDescriptor, events: Int16(POLLIN), revents: 0))
+        let ready = try withUnsafeMutableBytes(of: &fds) { raw throws(SystemError) -> Int32 in
+            let base = raw.baseAddress!.assumingMemoryBound(to: pollfd.self)
+            return try Syscall.poll(base, 2, timeoutMilliseconds)
+        }
+        if ready == 0 { return .timeout }
+        if fds.1.revents & Int16(POLLNVAL) != 0 {
+            throw SystemError(errno: EBADF, operation: "poll eventfd \(wakeup.fileDescriptor)")
+        }
+        if fds.1.revents != 0 { return .wakeup }
+        if fds.0.revents & Int16(POLLNVAL) != 0 {
+            throw SystemError(errno: EBADF, operation: "poll fd \(fd)")
+        }
+        return .readable
+    }
+}
