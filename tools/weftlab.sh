@@ -1,0 +1,122 @@
+# tools/weftlab.sh: shell functions shared by tools/perf and tools/demo.
+# Source it (after setting REPO, PREFIX, WORKDIR); it is not a command.
+# Callers print wl_weft_logs on failure (from their EXIT trap).
+# Nothing here touches the root namespace: everything goes through tools/lab.
+
+WEFT_PIDS=()
+
+wl_lab() { "$REPO/tools/lab" "$@"; }
+wl_exec() { local node="$1"; shift; "$REPO/tools/lab" exec --prefix "$PREFIX" "$node" -- "$@"; }
+
+# Resolve WEFT_BIN to an absolute path; build it (release) if missing.
+wl_weft_bin() {
+  local bin="${WEFT_BIN:-.build/release/weft}"
+  [[ "$bin" == /* ]] || bin="$REPO/$bin"
+  if [[ ! -x "$bin" ]]; then
+    if [[ -n "${WEFT_BIN:-}" ]]; then
+      echo "weft binary '$bin' (WEFT_BIN) not found or not executable" >&2; return 1
+    fi
+    echo "weft binary not found at $bin; building: swift build -c release --product weft" >&2
+    (cd "$REPO" && swift build -c release --product weft) >&2
+    [[ -x "$bin" ]] || { echo "build did not produce $bin" >&2; return 1; }
+  fi
+  WEFT="$bin"
+}
+
+# wl_start_weft NODE SUBNET PEER: start `weft run` in P-NODE in the background
+# under timeout (generous bound; SIGTERM from us is forwarded by timeout).
+wl_start_weft() {
+  local node="$1" subnet="$2" peer="$3" bound="${WEFT_MAX_SECONDS:-600}"
+  # Not via a shell function: $! must be the PID of timeout itself
+  # (tools/lab exec execs ip netns exec, which execs timeout).
+  "$REPO/tools/lab" exec --prefix "$PREFIX" "$node" -- timeout -k 5 "$bound" "$WEFT" run --iface ul0 --network 10.244.0.0/16 \
+    --subnet "$subnet" --peer "$peer" >"$WORKDIR/weft-$node.log" 2>&1 &
+  WEFT_PIDS+=($!)
+}
+
+wl_start_weft_both() {
+  wl_start_weft nodeA 10.244.1.0/24 10.244.2.0/24=198.18.0.2
+  wl_start_weft nodeB 10.244.2.0/24 10.244.1.0/24=198.18.0.1
+}
+
+wl_weft_logs() {
+  local f
+  for f in "$WORKDIR"/weft-*.log; do
+    [[ -e "$f" ]] || continue
+    echo "--- last lines of $(basename "$f")" >&2
+    tail -n 15 "$f" >&2 || true
+  done
+}
+
+# Wait (<= 10 s) until flannel0 exists in both nodes and the forwarders live.
+wl_wait_flannel0() {
+  local i n ok pid
+  for ((i = 0; i < 100; i++)); do
+    for pid in "${WEFT_PIDS[@]}"; do
+      kill -0 "$pid" 2>/dev/null || { echo "weft (pid $pid) exited early" >&2; return 1; }
+    done
+    ok=1
+    for n in nodeA nodeB; do
+      ip -n "$PREFIX-$n" link show flannel0 >/dev/null 2>&1 || ok=0
+    done
+    ((ok)) && return 0
+    sleep 0.1
+  done
+  echo "flannel0 did not appear in both nodes within 10 s" >&2
+  return 1
+}
+
+# Confirm pod B holds 10.244.2.2, then ping it from pod A (up to 5 tries of 1 s).
+wl_wait_ping() {
+  local i
+  ip -n "$PREFIX-podB" -4 addr show dev eth0 | grep -q 'inet 10\.244\.2\.2/' \
+    || { echo "10.244.2.2 not present in $PREFIX-podB" >&2; return 1; }
+  for ((i = 0; i < 5; i++)); do
+    wl_exec podA timeout 3 ping -c 1 -W 1 -q 10.244.2.2 >/dev/null 2>&1 && return 0
+  done
+  echo "ping pod A -> pod B (10.244.2.2) failed" >&2
+  return 1
+}
+
+# SIGTERM each forwarder, wait up to 10 s, then SIGKILL. Returns 0.
+wl_stop_weft() {
+  local pid i alive
+  ((${#WEFT_PIDS[@]})) || return 0
+  for pid in "${WEFT_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for ((i = 0; i < 100; i++)); do
+    alive=0
+    for pid in "${WEFT_PIDS[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    ((alive)) || break
+    sleep 0.1
+  done
+  for pid in "${WEFT_PIDS[@]}"; do
+    kill -0 "$pid" 2>/dev/null && { echo "weft (pid $pid) ignored SIGTERM for 10 s; killing" >&2; kill -KILL "$pid" 2>/dev/null || true; }
+    wait "$pid" 2>/dev/null || true
+  done
+  WEFT_PIDS=()
+}
+
+# wl_iperf SECONDS STREAMS OUTJSON: iperf3 TCP pod A -> pod B; prints Gbit/s.
+wl_iperf() {
+  local secs="$1" streams="$2" out="$3" spid i rc=0
+  "$REPO/tools/lab" exec --prefix "$PREFIX" podB -- timeout -k 2 $((secs + 30)) iperf3 -s -B 10.244.2.2 -p 5201 -1 \
+    >"$out.server" 2>&1 &
+  spid=$!
+  for ((i = 0; i < 50; i++)); do
+    ip netns exec "$PREFIX-podB" ss -Hltn 'sport = :5201' 2>/dev/null | grep -q 5201 && break
+    sleep 0.1
+  done
+  wl_exec podA timeout -k 2 $((secs + 20)) iperf3 -c 10.244.2.2 -p 5201 -t "$secs" -P "$streams" -J >"$out" 2>&1 || rc=$?
+  kill -TERM "$spid" 2>/dev/null || true
+  wait "$spid" 2>/dev/null || true
+  if ((rc != 0)); then
+    echo "iperf3 client failed (rc=$rc):" >&2; tail -n 20 "$out" >&2; return 1
+  fi
+  python3 - "$out" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+if "error" in d:
+    sys.exit("iperf3: " + d["error"])
+print("%.2f" % (d["end"]["sum_received"]["bits_per_second"] / 1e9))
+PY
+}
