@@ -1,0 +1,41 @@
+/// Why a packet was dropped. Counted per direction.
+public enum DropReason: Int, CaseIterable, Sendable, CustomStringConvertible {
+    case tooShort, ipv6, notIPv4, badHeaderLength, badTotalLength, badChecksum, truncated,
+         ttlExpired, noRoute, tooBig, unknownPeer, spoofedSource, notLocalDestination,
+         poolExhausted, sendFailed, tunWriteFailed
+
+    /// Kebab-case name used in logs and metrics, e.g. "no-route".
+    public var description: String {
+        switch self {
+        case .tooShort: "too-short"
+        case .ipv6: "ipv6"
+        case .notIPv4: "not-ipv4"
+        case .badHeaderLength: "bad-header-length"
+        case .badTotalLength: "bad-total-length"
+        case .badChecksum: "bad-checksum"
+        case .truncated: "truncated"
+        case .ttlExpired: "ttl-expired"
+        case .noRoute: "no-route"
+        case .tooBig: "too-big"
+        case .unknownPeer: "unknown-peer"
+        case .spoofedSource: "spoofed-source"
+        case .notLocalDestination: "not-local-destination"
+        case .poolExhausted: "pool-exhausted"
+        case .sendFailed: "send-failed"
+        case .tunWriteFailed: "tun-write-failed"
+        }
+    }
+}
+
+/// Which way a packet travels through the forwarder.
+public enum Direction: Int, CaseIterable, Sendable, CustomStringConvertible {
+    case tunToUDP, udpToTun
+
+    /// "tun→udp" or "udp→tun".
+    public var description: String {
+        switch self {
+        case .tunToUDP: "tun→udp"
+        case .udpToTun: "udp→tun"
+        }
+    }
+}

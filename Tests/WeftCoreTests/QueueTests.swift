@@ -1,0 +1,167 @@
+import Glibc
+import Synchronization
+import Testing
+import WeftCore
+
+@Suite struct PacketPoolTests {
+    @Test func allocatesEverySlotOnceThenRunsOut() {
+        let pool = PacketPool(slotCount: 100, slotSize: 1500)
+        #expect(pool.freeCount == 100)
+        var slots: [PacketPool.Slot] = []
+        while let slot = pool.allocate() { slots.append(slot) }
+        #expect(slots.count == 100)
+        #expect(Set(slots).count == 100)
+        #expect(pool.allocate() == nil)
+        #expect(pool.freeCount == 0)
+        pool.release(slots[42])
+        #expect(pool.freeCount == 1)
+        #expect(pool.allocate() == slots[42])
+        #expect(pool.allocate() == nil)
+        for slot in slots { pool.release(slot) }
+        #expect(pool.freeCount == 100)
+    }
+
+    @Test func buffersAreAlignedAndDisjoint() {
+        let pool = PacketPool(slotCount: 16, slotSize: 1500)
+        var ranges: [(Int, Int)] = []
+        for slot in 0..<PacketPool.Slot(16) {
+            let buffer = pool.buffer(slot)
+            #expect(buffer.count == 1500)
+            let start = Int(bitPattern: buffer.baseAddress!)
+            #expect(start % 64 == 0)
+            ranges.append((start, start + buffer.count))
+            buffer.initializeMemory(as: UInt8.self, repeating: UInt8(slot))
+        }
+        ranges.sort { $0.0 < $1.0 }
+        for index in 1..<ranges.count { #expect(ranges[index - 1].1 <= ranges[index].0) }
+        for slot in 0..<PacketPool.Slot(16) {
+            #expect(pool.buffer(slot).allSatisfy { $0 == UInt8(slot) })
+        }
+    }
+
+    @Test func concurrentAllocateAndReleaseNeverShareASlot() {
+        let slotCount = 64
+        let pool = PacketPool(slotCount: slotCount, slotSize: 64)
+        let owned = SharedFlags(count: slotCount)
+        let errors = SharedInt()
+        runOnThreads(4) { thread in
+            var generator = SplitMix64(seed: UInt64(thread))
+            var held: [PacketPool.Slot] = []
+            held.reserveCapacity(slotCount)
+            for _ in 0..<100_000 {
+                if held.isEmpty || (held.count < 24 && Bool.random(using: &generator)) {
+                    guard let slot = pool.allocate() else { continue }
+                    if owned.set(Int(slot)) { errors.add(1) }
+                    pool.buffer(slot).storeBytes(of: Int32(thread), as: Int32.self)
+                    held.append(slot)
+                } else {
+                    let slot = held.removeLast()
+                    if pool.buffer(slot).load(as: Int32.self) != Int32(thread) { errors.add(1) }
+                    if !owned.clear(Int(slot)) { errors.add(1) }
+                    pool.release(slot)
+                }
+            }
+            for slot in held {
+                if !owned.clear(Int(slot)) { errors.add(1) }
+                pool.release(slot)
+            }
+        }
+        #expect(errors.value == 0)
+        #expect(pool.freeCount == slotCount)
+    }
+}
+
+@Suite struct IndexQueueTests {
+    @Test func spscBasics() {
+        let ring = SPSCIndexRing(capacity: 3)
+        #expect(ring.capacity == 4)
+        #expect(ring.isEmpty)
+        #expect(ring.pop() == nil)
+        for value in Int32(0)..<4 { #expect(ring.push(value)) }
+        #expect(!ring.push(99))
+        #expect(ring.count == 4)
+        #expect(ring.pop() == 0)
+        #expect(ring.push(4))
+        for value in Int32(1)...4 { #expect(ring.pop() == value) }
+        #expect(ring.pop() == nil)
+        #expect(ring.isEmpty)
+    }
+
+    @Test func spscKeepsOrderAcrossThreads() {
+        let ring = SPSCIndexRing(capacity: 256)
+        let total: Int32 = 1_000_000
+        let errors = SharedInt()
+        let received = SharedInt()
+        runOnThreads(2) { role in
+            if role == 0 {
+                var next: Int32 = 0
+                while next < total {
+                    if ring.push(next) { next += 1 } else { sched_yield() }
+                }
+            } else {
+                var expected: Int32 = 0
+                while expected < total {
+                    if let value = ring.pop() {
+                        if value != expected { errors.add(1) }
+                        expected = value + 1
+                    } else {
+                        sched_yield()
+                    }
+                }
+                received.store(Int(expected))
+            }
+        }
+        #expect(errors.value == 0)
+        #expect(received.value == Int(total))
+        #expect(ring.isEmpty)
+    }
+
+    @Test func mpmcBasics() {
+        let queue = MPMCIndexQueue(capacity: 5)
+        #expect(queue.capacity == 8)
+        #expect(queue.pop() == nil)
+        for value in Int32(0)..<8 { #expect(queue.push(value)) }
+        #expect(!queue.push(8))
+        for value in Int32(0)..<8 { #expect(queue.pop() == value) }
+        #expect(queue.pop() == nil)
+        // Wrap around many times.
+        for value in Int32(0)..<1_000 {
+            #expect(queue.push(value))
+            #expect(queue.pop() == value)
+        }
+    }
+
+    @Test func mpmcDeliversEveryValueExactlyOnce() {
+        let queue = MPMCIndexQueue(capacity: 64)
+        let perProducer = 100_000
+        let total = 4 * perProducer
+        let seen = SharedFlags(count: total)
+        let duplicates = SharedInt()
+        let popped = SharedInt()
+        let outOfOrder = SharedInt()
+        runOnThreads(8) { thread in
+            if thread < 4 {
+                for index in 0..<perProducer {
+                    let value = Int32(thread * perProducer + index)
+                    while !queue.push(value) { sched_yield() }
+                }
+            } else {
+                // Per producer, values must come out in the order that producer pushed them.
+                var lastFromProducer = [Int](repeating: -1, count: 4)
+                while popped.value < total {
+                    guard let value = queue.pop() else { sched_yield(); continue }
+                    if seen.set(Int(value)) { duplicates.add(1) }
+                    let producer = Int(value) / perProducer
+                    if Int(value) <= lastFromProducer[producer] { outOfOrder.add(1) }
+                    lastFromProducer[producer] = Int(value)
+                    popped.add(1)
+                }
+            }
+        }
+        #expect(duplicates.value == 0)
+        #expect(outOfOrder.value == 0)
+        #expect(popped.value == total)
+        #expect((0..<total).allSatisfy { seen.clear($0) })
+        #expect(queue.pop() == nil)
+    }
+}
