@@ -86,6 +86,12 @@ public final class DatagramBatch: @unchecked Sendable {
         return (IPv4Address(rawValue: UInt32(bigEndian: address.sin_addr.s_addr)), UInt16(bigEndian: address.sin_port))
     }
 
+    /// Entry `i` carries no source address: the kernel's end-of-stream marker after shutdown
+    /// (a real UDP datagram, even an empty one, always has a sockaddr_in).
+    func hasNoSender(_ i: Int) -> Bool {
+        messages[i].msg_hdr.msg_namelen == 0
+    }
+
     /// Resets entries 0..<n for a receive: namelen, flags, and iov_len back to each buffer size.
     func prepareForReceive(_ n: Int) {
         for i in 0..<n {

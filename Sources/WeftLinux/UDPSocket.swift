@@ -89,7 +89,14 @@ public final class UDPSocket: @unchecked Sendable {
         let flags = CWeftLinux_MSG_WAITFORONE | CWeftLinux_MSG_TRUNC
         switch try Syscall.recvmmsg(fileDescriptor, batch.messages, UInt32(n), flags, "udp \(localDescription)") {
         case .processed(let received):
-            batch.count = Int(received)
+            // After shutdown the kernel reports an end-of-stream "datagram" (length 0, no
+            // source address) which recvmmsg counts: cut the batch there.
+            var count = Int(received)
+            for i in 0..<count where batch.hasNoSender(i) {
+                count = i
+                break
+            }
+            batch.count = count
         case .wouldBlock:
             batch.count = 0
         }
