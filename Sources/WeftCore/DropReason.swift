@@ -2,7 +2,7 @@
 public enum DropReason: Int, CaseIterable, Sendable, CustomStringConvertible {
     case tooShort, ipv6, notIPv4, badHeaderLength, badTotalLength, badChecksum, truncated,
          ttlExpired, noRoute, tooBig, unknownPeer, spoofedSource, notLocalDestination,
-         poolExhausted, sendFailed, tunWriteFailed
+         poolExhausted, queueFull, sendFailed, tunWriteFailed
 
     /// Kebab-case name used in logs and metrics, e.g. "no-route".
     public var description: String {
@@ -21,6 +21,7 @@ public enum DropReason: Int, CaseIterable, Sendable, CustomStringConvertible {
         case .spoofedSource: "spoofed-source"
         case .notLocalDestination: "not-local-destination"
         case .poolExhausted: "pool-exhausted"
+        case .queueFull: "queue-full"
         case .sendFailed: "send-failed"
         case .tunWriteFailed: "tun-write-failed"
         }

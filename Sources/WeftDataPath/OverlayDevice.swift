@@ -1,0 +1,30 @@
+import WeftCore
+import WeftLinux
+
+/// flannel0 as flanneld's udp backend sets it up (flannel-udp.md §4), through rtnetlink.
+public enum OverlayDevice {
+    /// flannel's `encapOverhead`: the outer IPv4 and UDP headers.
+    public static let encapsulationOverhead = 28
+
+    /// Creates the TUN, gives it `<subnet network>/32`, MTU `underlayMTU − 28`, brings it up and
+    /// routes the whole overlay `network` to it. Closing the returned device removes all of it.
+    public static func create(name: String, network: IPv4Prefix, subnet: IPv4Prefix, underlayMTU: Int) throws -> TunDevice {
+        let tun = try TunDevice.open(name: name)
+        do {
+            let netlink = try RouteNetlink()
+            defer { netlink.close() }
+            let index = tun.interfaceIndex
+            // /32, not the network prefix: flannel's PR #941 (the zeroth subnet looked like broadcast).
+            try netlink.addAddress(subnet.network, prefixLength: 32, interfaceIndex: index)
+            try netlink.setLink(index: index, up: true, mtu: underlayMTU - encapsulationOverhead)
+            try netlink.addRoute(network, interfaceIndex: index)
+            // The ICMP errors Weft writes into the TUN come from the TUN's own address; without
+            // accept_local the kernel drops them as martians (flannel's gap 2).
+            try Sysctl.set("net/ipv4/conf/\(tun.name)/accept_local", to: "1")
+            return tun
+        } catch {
+            tun.close()
+            throw error
+        }
+    }
+}

@@ -1,0 +1,34 @@
+import WeftLinux
+
+/// The TUN side of the data path. A TUN without offloads hands over one packet per read, so the
+/// reader batches by reading until the device would block.
+///
+/// `TunDevice` is the real one; benchmarks and tests plug in in-memory fakes.
+public protocol PacketTunnel: AnyObject, Sendable {
+    /// One packet into `buffer`; nil when none is waiting.
+    func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int?
+    /// One whole packet; false when the device would block.
+    func write(_ packet: UnsafeRawBufferPointer) throws -> Bool
+    /// Blocks until a packet is waiting or `wakeup` is signalled.
+    func waitReadable(orWakeup wakeup: EventFD) throws -> Poll.Readiness
+}
+
+/// The underlay side: batches of datagrams, in and out (recvmmsg/sendmmsg on the real socket).
+public protocol DatagramTransport: AnyObject, Sendable {
+    /// Blocks until at least one datagram arrived; returns how many entries of `batch` were
+    /// filled, 0 after `shutdown()`.
+    func receive(into batch: DatagramBatch, maxCount: Int) throws -> Int
+    /// Sends entries 0..<count; a datagram the kernel refuses is skipped and counted as failed.
+    /// Throws only when the socket itself is unusable.
+    func send(_ batch: DatagramBatch, count: Int) throws -> (sent: Int, failed: Int)
+    /// Unblocks `receive` for shutdown.
+    func shutdown()
+}
+
+extension TunDevice: PacketTunnel {
+    public func waitReadable(orWakeup wakeup: EventFD) throws -> Poll.Readiness {
+        try Poll.waitReadable(fileDescriptor, orWakeup: wakeup)
+    }
+}
+
+extension UDPSocket: DatagramTransport {}

@@ -1,0 +1,36 @@
+import ArgumentParser
+import Glibc
+
+/// The `weft` command: a flannel-udp compatible overlay forwarder.
+@main
+struct Weft: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "weft",
+        abstract: "A fast, checked userspace overlay forwarder that speaks flannel's udp backend wire format.",
+        discussion: """
+            Weft carries pod traffic between nodes as flanneld's "udp" backend does: every inner IPv4 \
+            packet travels alone as the payload of a UDP datagram (port 8285 by default), so Weft \
+            and flanneld nodes interoperate. Unlike flannel it batches system calls, uses several \
+            threads, accepts datagrams only from known peers, and answers with ICMP errors instead \
+            of dropping silently.
+            """,
+        version: "0.1.0",
+        subcommands: [RunCommand.self],
+        defaultSubcommand: nil
+    )
+
+    /// A bad flag or a failed start is one line on stderr and a non-zero exit; `--help` and
+    /// `--version` print in full.
+    static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            let code = exitCode(for: error)
+            if code == .success { exit(withError: error) }
+            var line = "weft: " + message(for: error) + " (see 'weft --help')\n"
+            line.withUTF8 { _ = Glibc.write(2, $0.baseAddress, $0.count) }
+            Glibc.exit(code.rawValue)
+        }
+    }
+}
