@@ -1,0 +1,31 @@
+import Foundation
+import Testing
+
+/// `weft`'s command line: bad input is one clear line on stderr and a non-zero exit.
+@Suite(.enabled(if: access(Environment.weftBinary, X_OK) == 0, "no weft binary: run swift build first"))
+struct CommandLineTests {
+    @Test("bad flags give one error line naming the problem", arguments: [
+        (["run", "--network", "10.244.0.0/16"], "--subnet"),
+        (["run", "--network", "10.244.0.0/33", "--subnet", "10.244.1.0/24"], "--network '10.244.0.0/33'"),
+        (["run", "--network", "10.244.0.0/16", "--subnet", "10.245.1.0/24"], "inside --network"),
+        (["run", "--network", "10.244.0.0/16", "--subnet", "10.244.1.0/24", "--peer", "10.244.2.0/24"], "subnet=ip"),
+        (["run", "--network", "10.244.0.0/16", "--subnet", "10.244.1.0/24", "--peer", "10.244.1.0/25=198.18.0.2"], "overlaps"),
+        (["run", "--network", "10.244.0.0/16", "--subnet", "10.244.1.0/24", "--bogus"], "--bogus"),
+    ])
+    func badFlags(arguments: [String], mention: String) throws {
+        let result = try run([Environment.weftBinary] + arguments, timeout: 20)
+        #expect(result.status != 0)
+        let lines = result.errorOutput.split(separator: "\n")
+        #expect(lines.count == 1, "one line: \(result.errorOutput)")
+        #expect(result.errorOutput.hasPrefix("weft: ") && result.errorOutput.contains(mention), "\(result.errorOutput)")
+    }
+
+    @Test("--help explains run's flags, including flanneld's environment variables")
+    func help() throws {
+        let result = try run([Environment.weftBinary, "run", "--help"], timeout: 20)
+        #expect(result.status == 0)
+        for word in ["--iface", "--network", "--subnet", "--peer", "--port", "--public-ip", "FLANNELD_IFACE"] {
+            #expect(result.output.contains(word), "\(word) in help")
+        }
+    }
+}

@@ -1,0 +1,220 @@
+import Foundation
+import Testing
+import WeftCore
+
+/// Two nodes in network namespaces, each running `weft run`, pods behind them. Everything is
+/// created by the test and deleted when it ends (tools/lab down), also on failure.
+@Suite(.serialized, .enabled(if: Environment.canRunNamespaces, Comment(rawValue: Environment.missingForNamespaces ?? "")))
+struct ForwardingTests {
+    /// Starts weft on both nodes.
+    private func twoNodeLab(podMTU: Int? = nil) throws -> (Lab, BackgroundProcess, BackgroundProcess) {
+        let lab = try Lab(podMTU: podMTU)
+        let weftA = try lab.startWeft("nodeA", Lab.weftArguments(node: "nodeA"))
+        let weftB = try lab.startWeft("nodeB", Lab.weftArguments(node: "nodeB"))
+        return (lab, weftA, weftB)
+    }
+
+    @Test("pods ping each other both ways; each weft hop costs two TTL, as flannel's")
+    func pingBothWays() throws {
+        let (lab, weftA, _) = try twoNodeLab()
+        let there = try lab.ping(from: "podA", "10.244.2.2")
+        #expect(there.status == 0, "\(there)")
+        // 64 − 1 (node B kernel) − 2 (two weft decrements) − 1 (node A kernel) on the reply.
+        #expect(there.output.contains("ttl=60"), "\(there.output)")
+        let back = try lab.ping(from: "podB", "10.244.1.2")
+        #expect(back.status == 0, "\(back)")
+
+        let stopped = weftA.stop()
+        #expect(stopped.status == 0, "weft exits 0 on SIGTERM: \(stopped)")
+        #expect(stopped.output.contains("weft: stopped;"), "summary line: \(stopped.output)")
+        let link = try lab.exec("nodeA", ["/usr/sbin/ip", "link", "show", "flannel0"])
+        #expect(link.status != 0, "flannel0 removed on exit: \(link)")
+        let routes = try lab.exec("nodeA", ["/usr/sbin/ip", "route", "show", "10.244.0.0/16"])
+        #expect(routes.output.isEmpty, "overlay route removed on exit: \(routes)")
+    }
+
+    @Test("50 MB of TCP pod to pod arrive intact")
+    func tcpStreamIntact() throws {
+        let (lab, _, _) = try twoNodeLab()
+        let server = try lab.spawn("podB", ["/usr/bin/python3", Environment.testPeer("tcp_stream.py"), "server", "--bind", "10.244.2.2", "--port", "5001", "--timeout", "120"])
+        usleep(500_000)
+        let client = try lab.exec("podA", ["/usr/bin/python3", Environment.testPeer("tcp_stream.py"), "client", "--connect", "10.244.2.2", "--port", "5001", "--bytes", String(50 * 1024 * 1024), "--seed", "7", "--timeout", "120"], timeout: 150)
+        let received = server.wait(seconds: 30)
+        #expect(client.status == 0, "\(client)")
+        #expect(received.status == 0, "\(received)")
+        let sent = client.output.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(sent.hasPrefix("bytes=52428800 sha256="), "\(sent)")
+        #expect(received.output.trimmingCharacters(in: .whitespacesAndNewlines) == sent)
+    }
+
+    @Test("UDP datagrams cross and come back")
+    func udpEcho() throws {
+        let (lab, _, _) = try twoNodeLab()
+        let server = try lab.spawn("podB", ["/usr/bin/python3", Environment.testPeer("udp_echo.py"), "server", "--bind", "10.244.2.2", "--port", "7000", "--timeout", "30"])
+        usleep(500_000)
+        let client = try lab.exec("podA", ["/usr/bin/python3", Environment.testPeer("udp_echo.py"), "client", "--to", "10.244.2.2:7000", "--count", "200", "--size", "1000", "--interval", "0.002", "--timeout", "10"], timeout: 30)
+        _ = server.stop()
+        #expect(client.output.contains("sent=200 received=200"), "\(client)")
+    }
+
+    @Test("a 1472-byte DF packet passes, 1473 bytes get fragmentation-needed with MTU 1472")
+    func pathMTU() throws {
+        // Pods with MTU 1500 so the oversized packet reaches the node instead of failing locally.
+        let (lab, _, _) = try twoNodeLab(podMTU: 1500)
+        let fits = try lab.ping(from: "podA", "10.244.2.2", count: 2, extra: ["-M", "do", "-s", "1444"])
+        #expect(fits.status == 0, "\(fits)")
+        #expect(fits.output.contains("1452 bytes from 10.244.2.2"), "\(fits.output)")
+        let tooBig = try lab.ping(from: "podA", "10.244.2.2", count: 2, extra: ["-M", "do", "-s", "1445"])
+        #expect(tooBig.status != 0)
+        #expect(tooBig.output.contains("Frag needed") && tooBig.output.contains("mtu = 1472"), "\(tooBig)")
+    }
+
+    @Test("TTL expiring at either forwarder is answered with time exceeded")
+    func timeExceeded() throws {
+        let (lab, _, _) = try twoNodeLab()
+        // TTL 2: node A's kernel leaves 1, node A's weft sends the error into its TUN.
+        let atSender = try lab.ping(from: "podA", "10.244.2.2", count: 2, extra: ["-t", "2"])
+        #expect(atSender.output.contains("From 10.244.1.0") && atSender.output.contains("Time to live exceeded"), "\(atSender)")
+        // TTL 3: node B's weft receives TTL 1 and sends the error back through the tunnel.
+        let atReceiver = try lab.ping(from: "podA", "10.244.2.2", count: 2, extra: ["-t", "3"])
+        #expect(atReceiver.output.contains("From 10.244.2.0") && atReceiver.output.contains("Time to live exceeded"), "\(atReceiver)")
+    }
+
+    @Test("a destination without a peer gets net unreachable, delivered to the sender")
+    func netUnreachable() throws {
+        let (lab, _, _) = try twoNodeLab()
+        let ping = try lab.ping(from: "podA", "10.244.99.2", count: 2)
+        #expect(ping.output.contains("From 10.244.1.0") && ping.output.contains("Destination Net Unreachable"), "\(ping)")
+        // flannel's version is dropped as a martian; ours must reach a connected UDP socket.
+        let script = """
+            import socket, errno, sys
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.settimeout(3)
+            s.connect(("10.244.99.2", 9))
+            s.send(b"x")
+            try:
+                s.recv(100)
+                print("no error")
+            except OSError as e:
+                print("errno", errno.errorcode.get(e.errno, e.errno))
+            """
+        let probe = try lab.exec("podA", ["/usr/bin/python3", "-c", script], timeout: 10)
+        #expect(probe.output.contains("errno ENETUNREACH"), "\(probe)")
+    }
+
+    @Test("on the underlay: UDP 8285 to 8285, each payload one valid IPv4 packet")
+    func wireFormat() throws {
+        let (lab, _, _) = try twoNodeLab()
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("weft-wire-\(lab.prefix).pcap").path
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        let capture = try lab.spawn("nodeB", ["/usr/sbin/tcpdump", "-i", "ul0", "-n", "-U", "-w", file, "-c", "20", "udp"])
+        usleep(1_000_000)
+        _ = try lab.ping(from: "podA", "10.244.2.2", count: 6)
+        let captured = capture.wait(seconds: 10)
+        #expect(captured.status == 0, "tcpdump: \(captured)")
+        let datagrams = try PcapFile.udpDatagrams(atPath: file)
+        #expect(datagrams.count == 20, "captured \(datagrams.count) datagrams")
+        for datagram in datagrams {
+            #expect(datagram.sourcePort == 8285 && datagram.destinationPort == 8285)
+            datagram.payload.withUnsafeBytes { payload in
+                #expect(IPv4Header.validate(payload) == nil, "payload is exactly one valid IPv4 packet")
+            }
+        }
+    }
+
+    @Test("malformed, unknown-peer and spoofed datagrams are dropped and counted while pings flow")
+    func hostileDatagrams() throws {
+        let (lab, weftA, _) = try twoNodeLab()
+        // A third underlay address, known to no one, on node B's side of the link.
+        try lab.exec("nodeB", ["/usr/sbin/ip", "addr", "add", "198.18.0.3/24", "dev", "ul0"])
+        let pings = try lab.spawn("podA", ["/usr/bin/ping", "-n", "-c", "30", "-i", "0.1", "-W", "2", "10.244.2.2"])
+        let inject = Environment.testPeer("inject.py")
+        let garbage = try lab.exec("nodeB", ["/usr/bin/python3", inject, "--from-ip", "198.18.0.2", "--to", "198.18.0.1:8285", "--kind", "garbage", "--count", "60"])
+        let unknown = try lab.exec("nodeB", ["/usr/bin/python3", inject, "--from-ip", "198.18.0.3", "--to", "198.18.0.1:8285", "--kind", "valid", "--inner-src", "10.244.2.2", "--count", "10"])
+        let spoofed = try lab.exec("nodeB", ["/usr/bin/python3", inject, "--from-ip", "198.18.0.2", "--to", "198.18.0.1:8285", "--kind", "spoofed", "--inner-src", "10.244.7.7", "--count", "10"])
+        #expect(garbage.status == 0 && unknown.status == 0 && spoofed.status == 0, "\(garbage)\n\(unknown)\n\(spoofed)")
+        let pinged = pings.wait(seconds: 30)
+        #expect(pinged.output.contains("30 received"), "pings kept flowing: \(pinged)")
+        let summary = weftA.stop().output
+        #expect(dropCount(in: summary, direction: .udpToTun, reason: .unknownPeer) == 10, "\(summary)")
+        #expect(dropCount(in: summary, direction: .udpToTun, reason: .spoofedSource) == 10, "\(summary)")
+        let malformed = DropReason.allCases.reduce(0) { $0 + dropCount(in: summary, direction: .udpToTun, reason: $1) } - 20
+        #expect(malformed == 60, "every garbage datagram counted once: \(summary)")
+    }
+
+    @Test("routes change while traffic flows (SIGHUP re-reads the peers file)")
+    func routeChange() throws {
+        let lab = try Lab()
+        let peers = FileManager.default.temporaryDirectory.appendingPathComponent("weft-peers-\(lab.prefix)").path
+        defer { try? FileManager.default.removeItem(atPath: peers) }
+        // Node A starts with a wrong address for node B's subnet.
+        try "10.244.2.0/24=198.18.0.9\n".write(toFile: peers, atomically: true, encoding: .utf8)
+        let weftA = try lab.startWeft("nodeA", ["run", "--iface", "ul0", "--network", "10.244.0.0/16", "--subnet", "10.244.1.0/24", "--peers-file", peers])
+        _ = try lab.startWeft("nodeB", Lab.weftArguments(node: "nodeB"))
+        let before = try lab.ping(from: "podA", "10.244.2.2", count: 2)
+        #expect(before.status != 0, "the wrong peer address gets no answer: \(before)")
+
+        let server = try lab.spawn("podB", ["/usr/bin/python3", Environment.testPeer("tcp_stream.py"), "server", "--bind", "10.244.2.2", "--port", "5002", "--timeout", "60"])
+        try "10.244.2.0/24=198.18.0.2\n".write(toFile: peers, atomically: true, encoding: .utf8)
+        kill(weftA.process.processIdentifier, SIGHUP)
+        usleep(300_000)
+        let client = try lab.spawn("podA", ["/usr/bin/python3", Environment.testPeer("tcp_stream.py"), "client", "--connect", "10.244.2.2", "--port", "5002", "--bytes", String(20 * 1024 * 1024), "--seed", "3", "--timeout", "60"])
+        // Re-install the same route 20 times while the stream flows: readers never block on it.
+        for _ in 0..<20 {
+            kill(weftA.process.processIdentifier, SIGHUP)
+            usleep(50_000)
+        }
+        let sent = client.wait(seconds: 60)
+        let received = server.wait(seconds: 30)
+        #expect(sent.status == 0 && received.status == 0, "\(sent)\n\(received)")
+        #expect(!sent.output.isEmpty && sent.output == received.output, "stream intact: \(sent.output) vs \(received.output)")
+        #expect(weftA.process.isRunning)
+    }
+
+    @Test("interoperates with an independent flannel-udp peer (no Weft code)")
+    func interoperatesWithIndependentPeer() throws {
+        let lab = try Lab()
+        _ = try lab.startWeft("nodeA", Lab.weftArguments(node: "nodeA"))
+        let peer = try lab.spawn("nodeB", ["/usr/bin/python3", Environment.testPeer("flannel_peer.py"), "--iface-ip", "198.18.0.2", "--subnet", "10.244.2.0/24", "--network", "10.244.0.0/16", "--peer", "10.244.1.0/24=198.18.0.1", "--duration", "60"])
+        try lab.waitForLink("flannel0", in: "nodeB", process: peer)
+        let there = try lab.ping(from: "podA", "10.244.2.2")
+        #expect(there.status == 0, "\(there)\npeer: \(peer.errorOutput)")
+        #expect(there.output.contains("ttl=60"), "\(there.output)")
+        let back = try lab.ping(from: "podB", "10.244.1.2")
+        #expect(back.status == 0, "\(back)")
+    }
+}
+
+/// Just enough of the pcap format to read UDP datagrams off an Ethernet capture.
+enum PcapFile {
+    struct Datagram {
+        var sourcePort: UInt16
+        var destinationPort: UInt16
+        var payload: [UInt8]
+    }
+
+    static func udpDatagrams(atPath path: String) throws -> [Datagram] {
+        let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+        func u32(_ offset: Int) -> Int { Int(bytes[offset]) | Int(bytes[offset + 1]) << 8 | Int(bytes[offset + 2]) << 16 | Int(bytes[offset + 3]) << 24 }
+        func be16(_ offset: Int) -> UInt16 { UInt16(bytes[offset]) << 8 | UInt16(bytes[offset + 1]) }
+        guard bytes.count >= 24, u32(0) == 0xA1B2_C3D4 || u32(0) == 0xA1B2_3C4D, u32(20) == 1 else {
+            throw LabError("\(path) is not a little-endian Ethernet pcap")
+        }
+        var datagrams: [Datagram] = []
+        var offset = 24
+        while offset + 16 <= bytes.count {
+            let length = u32(offset + 8)
+            let frame = offset + 16
+            offset = frame + length
+            guard offset <= bytes.count, length >= 14 + 20 + 8, be16(frame + 12) == 0x0800 else { continue }
+            let ip = frame + 14
+            let headerLength = Int(bytes[ip] & 0x0F) * 4
+            guard bytes[ip + 9] == 17 else { continue }
+            let udp = ip + headerLength
+            let udpLength = Int(be16(udp + 4))
+            guard udp + udpLength <= frame + length, udpLength >= 8 else { continue }
+            datagrams.append(Datagram(sourcePort: be16(udp), destinationPort: be16(udp + 2), payload: Array(bytes[(udp + 8)..<(udp + udpLength)])))
+        }
+        return datagrams
+    }
+}

@@ -1,0 +1,195 @@
+import Foundation
+import Testing
+import WeftCore
+
+/// Where the repository, the `weft` binary and the lab script are, and whether this machine can
+/// run namespace tests at all.
+enum Environment {
+    static let repository: URL = {
+        if let path = ProcessInfo.processInfo.environment["WEFT_REPO"] { return URL(fileURLWithPath: path) }
+        // Tests/WeftIntegrationTests/Lab.swift → repository root
+        return URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    }()
+
+    static let weftBinary: String = {
+        if let path = ProcessInfo.processInfo.environment["WEFT_BINARY"] { return path }
+        return repository.appendingPathComponent(".build/debug/weft").path
+    }()
+
+    static func tool(_ name: String) -> String { repository.appendingPathComponent("tools/\(name)").path }
+    static func testPeer(_ name: String) -> String { repository.appendingPathComponent("tools/testpeers/\(name)").path }
+
+    /// Why namespace tests cannot run here, or nil when they can.
+    static let missingForNamespaces: String? = {
+        if geteuid() != 0 { return "not root: network namespace tests skipped (run tools/test as root)" }
+        if access("/dev/net/tun", R_OK | W_OK) != 0 { return "no /dev/net/tun: network namespace tests skipped" }
+        for command in ["/usr/bin/python3", "/usr/bin/ping", "/usr/sbin/tcpdump"] where access(command, X_OK) != 0 {
+            return "\(command) missing: run tools/prereqs first"
+        }
+        if access(weftBinary, X_OK) != 0 { return "no weft binary at \(weftBinary): run swift build first (or set WEFT_BINARY)" }
+        return nil
+    }()
+
+    static var canRunNamespaces: Bool { missingForNamespaces == nil }
+}
+
+/// The result of a finished command.
+struct CommandResult: CustomStringConvertible {
+    var status: Int32
+    var output: String
+    var errorOutput: String
+    var description: String { "exit \(status)\nstdout: \(output)\nstderr: \(errorOutput)" }
+}
+
+/// A command started in the background; its output goes to files, so a chatty process never
+/// blocks on a full pipe.
+final class BackgroundProcess: @unchecked Sendable {
+    let process = Process()
+    private let outputFile: URL
+    private let errorFile: URL
+
+    init(_ arguments: [String]) throws {
+        let directory = FileManager.default.temporaryDirectory
+        let name = UUID().uuidString
+        outputFile = directory.appendingPathComponent("weft-test-\(name).out")
+        errorFile = directory.appendingPathComponent("weft-test-\(name).err")
+        FileManager.default.createFile(atPath: outputFile.path, contents: nil)
+        FileManager.default.createFile(atPath: errorFile.path, contents: nil)
+        process.executableURL = URL(fileURLWithPath: arguments[0])
+        process.arguments = Array(arguments.dropFirst())
+        process.standardOutput = try FileHandle(forWritingTo: outputFile)
+        process.standardError = try FileHandle(forWritingTo: errorFile)
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+    }
+
+    deinit {
+        if process.isRunning { process.terminate() }
+        try? FileManager.default.removeItem(at: outputFile)
+        try? FileManager.default.removeItem(at: errorFile)
+    }
+
+    var output: String { (try? String(contentsOf: outputFile, encoding: .utf8)) ?? "" }
+    var errorOutput: String { (try? String(contentsOf: errorFile, encoding: .utf8)) ?? "" }
+
+    /// Waits at most `seconds` for the process to end; kills it after that.
+    @discardableResult
+    func wait(seconds: Double) -> CommandResult {
+        let deadline = Date().addingTimeInterval(seconds)
+        while process.isRunning && Date() < deadline { usleep(20_000) }
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+            return CommandResult(status: -1, output: output, errorOutput: errorOutput + "\n(killed after \(seconds) s)")
+        }
+        process.waitUntilExit()
+        return CommandResult(status: process.terminationStatus, output: output, errorOutput: errorOutput)
+    }
+
+    /// SIGTERM, then wait.
+    func stop(seconds: Double = 10) -> CommandResult {
+        if process.isRunning { kill(process.processIdentifier, SIGTERM) }
+        return wait(seconds: seconds)
+    }
+}
+
+/// Runs a command to completion, bounded in time.
+@discardableResult
+func run(_ arguments: [String], timeout seconds: Double = 60) throws -> CommandResult {
+    try BackgroundProcess(arguments).wait(seconds: seconds)
+}
+
+/// The four-namespace lab of `tools/lab` (pod A, node A, node B, pod B), deleted when the test
+/// ends, also when it fails.
+final class Lab: @unchecked Sendable {
+    let prefix: String
+    private var background: [BackgroundProcess] = []
+
+    static let podA = IPv4Address(10, 244, 1, 2)
+    static let podB = IPv4Address(10, 244, 2, 2)
+    static let nodeAUnderlay = IPv4Address(198, 18, 0, 1)
+    static let nodeBUnderlay = IPv4Address(198, 18, 0, 2)
+
+    /// `weft run` arguments for each node, peers pointing at each other.
+    static func weftArguments(node: String, peerAddress: String? = nil) -> [String] {
+        let own = node == "nodeA" ? "10.244.1.0/24" : "10.244.2.0/24"
+        let peer = node == "nodeA" ? "10.244.2.0/24=\(peerAddress ?? "198.18.0.2")" : "10.244.1.0/24=\(peerAddress ?? "198.18.0.1")"
+        return ["run", "--iface", "ul0", "--network", "10.244.0.0/16", "--subnet", own, "--peer", peer, "--workers", "2"]
+    }
+
+    init(podMTU: Int? = nil) throws {
+        // Short and unique per test so parallel runs never collide; "wt" lets tools/test sweep leftovers.
+        prefix = "wt" + String(UInt32.random(in: 0...UInt32.max), radix: 36)
+        var arguments = [Environment.tool("lab"), "up", "--prefix", prefix, "--mode", "weft"]
+        if let podMTU { arguments += ["--pod-mtu", String(podMTU)] }
+        let result = try run(arguments, timeout: 60)
+        guard result.status == 0 else {
+            try? run([Environment.tool("lab"), "down", "--prefix", prefix])
+            throw LabError("tools/lab up failed: \(result)")
+        }
+    }
+
+    deinit {
+        for process in background where process.process.isRunning { _ = process.stop(seconds: 5) }
+        _ = try? run([Environment.tool("lab"), "down", "--prefix", prefix], timeout: 60)
+    }
+
+    func namespace(_ node: String) -> String { "\(prefix)-\(node)" }
+
+    /// Runs a command inside one of the lab's namespaces.
+    @discardableResult
+    func exec(_ node: String, _ arguments: [String], timeout: Double = 60) throws -> CommandResult {
+        try run(["/usr/bin/timeout", String(Int(timeout)), "/usr/sbin/ip", "netns", "exec", namespace(node)] + arguments, timeout: timeout + 5)
+    }
+
+    /// Starts a command inside a namespace and keeps it running until stopped or the lab ends.
+    func spawn(_ node: String, _ arguments: [String]) throws -> BackgroundProcess {
+        let process = try BackgroundProcess(["/usr/sbin/ip", "netns", "exec", namespace(node)] + arguments)
+        background.append(process)
+        return process
+    }
+
+    /// Starts `weft` in a node and waits until its TUN is up.
+    func startWeft(_ node: String, _ arguments: [String]) throws -> BackgroundProcess {
+        let weft = try spawn(node, [Environment.weftBinary] + arguments)
+        try waitForLink("flannel0", in: node, process: weft)
+        return weft
+    }
+
+    func waitForLink(_ name: String, in node: String, process: BackgroundProcess, seconds: Double = 15) throws {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            if !process.process.isRunning {
+                throw LabError("process in \(node) exited early: \(process.wait(seconds: 1))")
+            }
+            if try exec(node, ["/usr/sbin/ip", "link", "show", name, "up"], timeout: 5).output.contains(name) { return }
+            usleep(100_000)
+        }
+        throw LabError("\(name) did not come up in \(node) within \(seconds) s; stderr: \(process.errorOutput)")
+    }
+
+    /// Pings from a namespace; returns ping's output.
+    func ping(from node: String, _ address: String, count: Int = 3, extra: [String] = []) throws -> CommandResult {
+        try exec(node, ["/usr/bin/ping", "-n", "-c", String(count), "-i", "0.2", "-W", "2"] + extra + [address], timeout: Double(count) * 3 + 10)
+    }
+}
+
+struct LabError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// Reads `weft`'s closing summary line ("... drops: udp→tun unknown-peer 5, ...") and returns the
+/// count for one direction and reason.
+func dropCount(in summary: String, direction: Direction, reason: DropReason) -> Int {
+    guard let line = summary.split(separator: "\n").last(where: { $0.contains("stopped") }) else { return 0 }
+    let words = line.split(whereSeparator: { $0 == " " || $0 == "," }).map(String.init)
+    var currentDirection: String?
+    for (index, word) in words.enumerated() {
+        if word == Direction.tunToUDP.description || word == Direction.udpToTun.description { currentDirection = word }
+        if word == reason.description, currentDirection == direction.description, index + 1 < words.count {
+            return Int(words[index + 1]) ?? 0
+        }
+    }
+    return 0
+}
