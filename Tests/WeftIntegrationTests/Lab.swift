@@ -23,14 +23,19 @@ enum Environment {
     static let missingForNamespaces: String? = {
         if geteuid() != 0 { return "not root: network namespace tests skipped (run tools/test as root)" }
         if access("/dev/net/tun", R_OK | W_OK) != 0 { return "no /dev/net/tun: network namespace tests skipped" }
-        for command in ["/usr/bin/python3", "/usr/bin/ping", "/usr/sbin/tcpdump"] where access(command, X_OK) != 0 {
-            return "\(command) missing: run tools/prereqs first"
+        for command in ["ip", "python3", "ping", "tcpdump", "timeout"] where findInPath(command) == nil {
+            return "\(command) not found on PATH: run tools/prereqs first"
         }
         if access(weftBinary, X_OK) != 0 { return "no weft binary at \(weftBinary): run swift build first (or set WEFT_BINARY)" }
         return nil
     }()
 
     static var canRunNamespaces: Bool { missingForNamespaces == nil }
+
+    static func findInPath(_ command: String) -> String? {
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/sbin:/usr/bin:/sbin:/bin"
+        return path.split(separator: ":").map { "\($0)/\(command)" }.first { access($0, X_OK) == 0 }
+    }
 }
 
 /// The result of a finished command.
@@ -55,8 +60,9 @@ final class BackgroundProcess: @unchecked Sendable {
         errorFile = directory.appendingPathComponent("weft-test-\(name).err")
         FileManager.default.createFile(atPath: outputFile.path, contents: nil)
         FileManager.default.createFile(atPath: errorFile.path, contents: nil)
-        process.executableURL = URL(fileURLWithPath: arguments[0])
-        process.arguments = Array(arguments.dropFirst())
+        // env looks the command up on PATH and execs it, so the pid is the command's own.
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = arguments
         process.standardOutput = try FileHandle(forWritingTo: outputFile)
         process.standardError = try FileHandle(forWritingTo: errorFile)
         process.standardInput = FileHandle.nullDevice
@@ -139,12 +145,12 @@ final class Lab: @unchecked Sendable {
     /// Runs a command inside one of the lab's namespaces.
     @discardableResult
     func exec(_ node: String, _ arguments: [String], timeout: Double = 60) throws -> CommandResult {
-        try run(["/usr/bin/timeout", String(Int(timeout)), "/usr/sbin/ip", "netns", "exec", namespace(node)] + arguments, timeout: timeout + 5)
+        try run(["timeout", String(Int(timeout)), "ip", "netns", "exec", namespace(node)] + arguments, timeout: timeout + 5)
     }
 
     /// Starts a command inside a namespace and keeps it running until stopped or the lab ends.
     func spawn(_ node: String, _ arguments: [String]) throws -> BackgroundProcess {
-        let process = try BackgroundProcess(["/usr/sbin/ip", "netns", "exec", namespace(node)] + arguments)
+        let process = try BackgroundProcess(["ip", "netns", "exec", namespace(node)] + arguments)
         background.append(process)
         return process
     }
@@ -162,7 +168,7 @@ final class Lab: @unchecked Sendable {
             if !process.process.isRunning {
                 throw LabError("process in \(node) exited early: \(process.wait(seconds: 1))")
             }
-            if try exec(node, ["/usr/sbin/ip", "link", "show", name, "up"], timeout: 5).output.contains(name) { return }
+            if try exec(node, ["ip", "link", "show", name, "up"], timeout: 5).output.contains(name) { return }
             usleep(100_000)
         }
         throw LabError("\(name) did not come up in \(node) within \(seconds) s; stderr: \(process.errorOutput)")
@@ -170,7 +176,7 @@ final class Lab: @unchecked Sendable {
 
     /// Pings from a namespace; returns ping's output.
     func ping(from node: String, _ address: String, count: Int = 3, extra: [String] = []) throws -> CommandResult {
-        try exec(node, ["/usr/bin/ping", "-n", "-c", String(count), "-i", "0.2", "-W", "2"] + extra + [address], timeout: Double(count) * 3 + 10)
+        try exec(node, ["ping", "-n", "-c", String(count), "-i", "0.2", "-W", "2"] + extra + [address], timeout: Double(count) * 3 + 10)
     }
 }
 
