@@ -25,7 +25,10 @@ public struct ForwardingPolicy: Sendable {
     }
 
     /// TUN → UDP. `packet` is exactly the bytes read. On .sendToPeer the TTL has been decremented (TTLRule).
-    public func outbound(_ packet: UnsafeMutableRawBufferPointer, routes: RouteTable) -> Decision {
+    ///
+    /// `largestSegment` is for a TSO super-packet from a TUN with offloads: the size of the largest
+    /// packet it will be cut into, which is what must fit the path (the super-packet never travels whole).
+    public func outbound(_ packet: UnsafeMutableRawBufferPointer, routes: RouteTable, largestSegment: Int? = nil) -> Decision {
         let bytes = UnsafeRawBufferPointer(packet)
         if let reason = IPv4Header.validate(bytes) {
             return .drop(reason, reply: nil)
@@ -38,7 +41,7 @@ public struct ForwardingPolicy: Sendable {
         guard header.ttl > 1 else {
             return drop(.ttlExpired, answering: .timeExceeded, about: bytes)
         }
-        if header.totalLength > pathMTU {
+        if (largestSegment ?? header.totalLength) > pathMTU {
             // Without DF the sender allowed fragmentation, but Weft does not fragment, so it is dropped silently.
             return header.dontFragment
                 ? drop(.tooBig, answering: .fragmentationNeeded(nextHopMTU: pathMTU), about: bytes)

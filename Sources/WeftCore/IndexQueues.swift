@@ -12,7 +12,9 @@ func roundedUpToPowerOfTwo(_ value: Int) -> Int {
 }
 
 /// Bounded lock-free multi-producer multi-consumer queue of slot indices (Vyukov's bounded MPMC queue: per-cell
-/// sequence numbers). Used for the pool's free list. Operations never wait: a full push or empty pop fails at once.
+/// sequence numbers). Operations never wait: a full push or empty pop fails at once. A push can also fail, and a pop
+/// return nil, while another thread is preempted halfway through an operation on the same cell, so callers must treat
+/// failure as "try later", never as proof of fullness or emptiness.
 public final class MPMCIndexQueue: @unchecked Sendable {
     /// Number of cells (the requested capacity rounded up to a power of two).
     public let capacity: Int
@@ -187,62 +189,3 @@ public final class SPSCIndexRing: @unchecked Sendable {
     }
 }
 
-/// One preallocated region of fixed-size slots; slots are handed between threads by index.
-public final class PacketPool: @unchecked Sendable {
-    /// A slot's index, small enough for the index rings.
-    public typealias Slot = Int32
-
-    /// Number of slots.
-    public let slotCount: Int
-    /// Usable bytes per slot.
-    public let slotSize: Int
-    /// Distance between slots: slotSize rounded up to 64 so every slot starts on its own cache line.
-    private let slotStride: Int
-    private let region: UnsafeMutableRawPointer
-    private let freeSlots: MPMCIndexQueue
-
-    /// One allocation, 64-byte aligned; all slots free.
-    public init(slotCount: Int, slotSize: Int) {
-        precondition(slotCount > 0 && slotCount <= Int(Int32.max), "slot count \(slotCount) is out of range")
-        precondition(slotSize > 0, "slot size must be positive")
-        self.slotCount = slotCount
-        self.slotSize = slotSize
-        slotStride = (slotSize + 63) & ~63
-        region = .allocate(byteCount: slotCount * slotStride, alignment: 64)
-        freeSlots = MPMCIndexQueue(capacity: slotCount)
-        for slot in 0..<slotCount {
-            _ = freeSlots.push(Slot(slot))
-        }
-    }
-
-    deinit {
-        region.deallocate()
-    }
-
-    /// slotSize bytes of `slot`.
-    @inlinable
-    public func buffer(_ slot: Slot) -> UnsafeMutableRawBufferPointer {
-        precondition(slot >= 0 && Int(slot) < slotCount, "slot \(slot) is outside the pool")
-        return UnsafeMutableRawBufferPointer(start: slotStart(Int(slot)), count: slotSize)
-    }
-
-    @usableFromInline
-    func slotStart(_ slot: Int) -> UnsafeMutableRawPointer {
-        region + slot * slotStride
-    }
-
-    /// Takes a free slot without waiting; nil when all are in use.
-    public func allocate() -> Slot? {
-        freeSlots.pop()
-    }
-
-    /// Returns a slot taken with `allocate`.
-    public func release(_ slot: Slot) {
-        precondition(slot >= 0 && Int(slot) < slotCount, "slot \(slot) is outside the pool")
-        let pushed = freeSlots.push(slot)
-        precondition(pushed, "more releases than allocations (slot \(slot) released twice?)")
-    }
-
-    /// Free slots now; approximate while other threads allocate or release.
-    public var freeCount: Int { freeSlots.approximateCount }
-}

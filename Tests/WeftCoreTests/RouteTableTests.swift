@@ -13,12 +13,10 @@ private func randomRoutes(_ count: Int, using generator: inout SplitMix64) -> [R
     }
 }
 
-/// Brute force: the last route given for a subnet counts, and among matches the longest length wins.
+/// Brute force over routes with distinct subnets: among matches the longest length wins.
 private func referenceLookup(_ routes: [Route], _ destination: IPv4Address) -> Route? {
-    var latest: [IPv4Prefix: Route] = [:]
-    for route in routes { latest[route.subnet] = route }
     var best: Route?
-    for route in latest.values where route.subnet.contains(destination) {
+    for route in routes where route.subnet.contains(destination) {
         if best == nil || route.subnet.length > best!.subnet.length { best = route }
     }
     return best
