@@ -10,7 +10,9 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/eventfd.h>
+#include <netinet/udp.h>    /* SOL_UDP, UDP_SEGMENT, UDP_GRO; not <linux/udp.h> */
 #include <linux/if_tun.h>
+#include <linux/virtio_net.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
 
@@ -20,6 +22,22 @@ const unsigned long CWeftLinux_TUNSETIFF = TUNSETIFF;
 const int CWeftLinux_IFF_TUN = IFF_TUN;
 const int CWeftLinux_IFF_NO_PI = IFF_NO_PI;
 const int CWeftLinux_IFNAMSIZ = IFNAMSIZ;
+
+const int CWeftLinux_IFF_VNET_HDR = IFF_VNET_HDR;
+const unsigned long CWeftLinux_TUNSETVNETHDRSZ = TUNSETVNETHDRSZ;
+const unsigned long CWeftLinux_TUNSETOFFLOAD = TUNSETOFFLOAD;
+const unsigned int CWeftLinux_TUN_F_CSUM = TUN_F_CSUM;
+const unsigned int CWeftLinux_TUN_F_TSO4 = TUN_F_TSO4;
+const int CWeftLinux_sizeof_virtio_net_hdr = (int)sizeof(struct virtio_net_hdr);
+_Static_assert(sizeof(struct virtio_net_hdr) == 10, "legacy virtio_net_hdr is 10 bytes");
+
+int CWeftLinux_tun_set_vnet_hdr_size(int fd, int size) {
+    return ioctl(fd, TUNSETVNETHDRSZ, &size);
+}
+
+int CWeftLinux_tun_set_offload(int fd, unsigned int flags) {
+    return ioctl(fd, TUNSETOFFLOAD, (unsigned long)flags);
+}
 
 int CWeftLinux_tun_set_iff(int fd, const char *name, int flags, char *out_name) {
     struct ifreq ifr;
@@ -75,6 +93,42 @@ int CWeftLinux_sendmmsg(int fd, CWeftLinux_mmsghdr *vec, unsigned int vlen, int 
 const int CWeftLinux_MSG_TRUNC = MSG_TRUNC;
 const int CWeftLinux_MSG_WAITFORONE = MSG_WAITFORONE;
 const int CWeftLinux_MSG_DONTWAIT = MSG_DONTWAIT;
+
+// --- UDP segmentation offloads ---------------------------------------------------------------
+
+#ifndef UDP_SEGMENT
+#define UDP_SEGMENT 103
+#endif
+#ifndef UDP_GRO
+#define UDP_GRO 104
+#endif
+#ifndef SOL_UDP
+#define SOL_UDP 17
+#endif
+const int CWeftLinux_SOL_UDP = SOL_UDP;
+const int CWeftLinux_UDP_SEGMENT = UDP_SEGMENT;
+const int CWeftLinux_UDP_GRO = UDP_GRO;
+_Static_assert(SOL_UDP == 17 && UDP_SEGMENT == 103 && UDP_GRO == 104, "UDP offload constants");
+
+struct cmsghdr *CWeftLinux_CMSG_FIRSTHDR(const struct msghdr *msg) {
+    return CMSG_FIRSTHDR(msg);
+}
+
+struct cmsghdr *CWeftLinux_CMSG_NXTHDR(struct msghdr *msg, struct cmsghdr *cmsg) {
+    return CMSG_NXTHDR(msg, cmsg);
+}
+
+unsigned char *CWeftLinux_CMSG_DATA(struct cmsghdr *cmsg) {
+    return CMSG_DATA(cmsg);
+}
+
+size_t CWeftLinux_CMSG_SPACE(size_t length) {
+    return CMSG_SPACE(length);
+}
+
+size_t CWeftLinux_CMSG_LEN(size_t length) {
+    return CMSG_LEN(length);
+}
 
 // --- eventfd ---------------------------------------------------------------------------------
 

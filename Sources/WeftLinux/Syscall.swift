@@ -111,6 +111,24 @@ enum Syscall {
         return String(decoding: bytes, as: UTF8.self)
     }
 
+    /// TUNSETVNETHDRSZ: the size of the virtio-net header in front of every packet.
+    @inline(never)
+    static func tunSetVnetHeaderSize(_ fd: Int32, _ size: Int32, _ what: @autoclosure () -> String) throws(SystemError) {
+        _ = try retrying("TUNSETVNETHDRSZ \(what())") { CWeftLinux_tun_set_vnet_hdr_size(fd, size) }
+    }
+
+    /// TUNSETOFFLOAD with TUN_F_* flags.
+    @inline(never)
+    static func tunSetOffload(_ fd: Int32, _ flags: UInt32, _ what: @autoclosure () -> String) throws(SystemError) {
+        _ = try retrying("TUNSETOFFLOAD \(what())") { CWeftLinux_tun_set_offload(fd, flags) }
+    }
+
+    @inline(never)
+    static func writevNonBlocking(_ fd: Int32, _ vectors: UnsafeBufferPointer<iovec>,
+                                  _ what: @autoclosure () -> String) throws(SystemError) -> IOResult<Int> {
+        try retryingNonBlocking("writev \(what())") { Glibc.writev(fd, vectors.baseAddress, Int32(vectors.count)) }
+    }
+
     // MARK: Sockets
 
     @inline(never)

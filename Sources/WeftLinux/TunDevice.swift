@@ -15,13 +15,20 @@ public final class TunDevice: @unchecked Sendable {
     public let fileDescriptor: Int32
     /// if_nametoindex at open time.
     public let interfaceIndex: Int32
+    /// Bytes of virtio-net header in front of every packet read and written: 10 (the legacy
+    /// `struct virtio_net_hdr`, host byte order) when opened with offloads, else 0.
+    public let vnetHeaderSize: Int
+
+    /// The vnet header size used with offloads (legacy `struct virtio_net_hdr`).
+    public static let offloadVnetHeaderSize = 10
 
     private let closed = Atomic<Bool>(false)
 
-    private init(name: String, fileDescriptor: Int32, interfaceIndex: Int32) {
+    private init(name: String, fileDescriptor: Int32, interfaceIndex: Int32, vnetHeaderSize: Int) {
         self.name = name
         self.fileDescriptor = fileDescriptor
         self.interfaceIndex = interfaceIndex
+        self.vnetHeaderSize = vnetHeaderSize
     }
 
     /// Opens /dev/net/tun and creates (or attaches to) the TUN device `name`, which may hold a
@@ -31,18 +38,37 @@ public final class TunDevice: @unchecked Sendable {
     /// opened; no /dev/net/tun → ENOENT ("open /dev/net/tun"); no CAP_NET_ADMIN → EPERM
     /// ("TUNSETIFF <name>"); a non-TUN interface of that name exists → EINVAL or EBUSY.
     public static func open(name: String) throws(SystemError) -> TunDevice {
+        try open(name: name, offloads: false)
+    }
+
+    /// As `open(name:)`; with `offloads`, the device is created with `IFF_VNET_HDR`, its vnet
+    /// header size set to 10 (TUNSETVNETHDRSZ) and `TUNSETOFFLOAD(TUN_F_CSUM | TUN_F_TSO4)`
+    /// (IPv4 TSO only: no TSO6, no USO, so the kernel never hands over UDP or IPv6
+    /// super-packets). Every read then returns [10-byte virtio_net_hdr][packet of up to 64 KiB],
+    /// which may be a TCP super-packet (gso_type TCPV4) or carry a partial checksum
+    /// (VIRTIO_NET_HDR_F_NEEDS_CSUM); every write must start with a virtio_net_hdr.
+    ///
+    /// Errors: as `open(name:)`, plus "TUNSETVNETHDRSZ <name>" and "TUNSETOFFLOAD <name>" (a
+    /// kernel refusing the offloads is an error, never silently ignored).
+    public static func open(name: String, offloads: Bool) throws(SystemError) -> TunDevice {
         guard name.utf8.count < Int(CWeftLinux_IFNAMSIZ), !name.utf8.contains(0) else {
             throw SystemError(errno: ENAMETOOLONG, operation: "TUNSETIFF \(name)")
         }
         let fd = try Syscall.open("/dev/net/tun", O_RDWR | O_CLOEXEC | O_NONBLOCK)
         do throws(SystemError) {
-            let actual = try Syscall.tunSetInterface(
-                fd, name: name, flags: CWeftLinux_IFF_TUN | CWeftLinux_IFF_NO_PI)
+            var flags = CWeftLinux_IFF_TUN | CWeftLinux_IFF_NO_PI
+            if offloads { flags |= CWeftLinux_IFF_VNET_HDR }
+            let actual = try Syscall.tunSetInterface(fd, name: name, flags: flags)
+            if offloads {
+                try Syscall.tunSetVnetHeaderSize(fd, Int32(offloadVnetHeaderSize), actual)
+                try Syscall.tunSetOffload(fd, CWeftLinux_TUN_F_CSUM | CWeftLinux_TUN_F_TSO4, actual)
+            }
             let index = if_nametoindex(actual)
             if index == 0 {
                 throw SystemError(errno: Glibc.errno, operation: "if_nametoindex \(actual)")
             }
-            return TunDevice(name: actual, fileDescriptor: fd, interfaceIndex: Int32(bitPattern: index))
+            return TunDevice(name: actual, fileDescriptor: fd, interfaceIndex: Int32(bitPattern: index),
+                             vnetHeaderSize: offloads ? offloadVnetHeaderSize : 0)
         } catch {
             _ = Glibc.close(fd)
             throw error
@@ -65,6 +91,23 @@ public final class TunDevice: @unchecked Sendable {
         case .processed(let count):
             guard count == packet.count else {
                 throw SystemError(errno: EIO, operation: "write \(name) (short write: \(count) of \(packet.count) bytes)")
+            }
+            return true
+        case .wouldBlock:
+            return false
+        }
+    }
+
+    /// writev(2) of one whole packet gathered from `vectors` (with offloads: [virtio_net_hdr]
+    /// [IP header][payload slices…], without copying). Returns false when the device queue is
+    /// full (would block). A short write is reported as an EIO SystemError.
+    public func write(vectors: UnsafeBufferPointer<iovec>) throws(SystemError) -> Bool {
+        var total = 0
+        for vector in vectors { total += vector.iov_len }
+        switch try Syscall.writevNonBlocking(fileDescriptor, vectors, name) {
+        case .processed(let count):
+            guard count == total else {
+                throw SystemError(errno: EIO, operation: "writev \(name) (short write: \(count) of \(total) bytes)")
             }
             return true
         case .wouldBlock:

@@ -14,6 +14,29 @@ public final class UDPSocket: @unchecked Sendable {
     /// The bound address ("10.0.0.1:8285"), for error messages.
     public let localDescription: String
     private let closed = Atomic<Bool>(false)
+    private let gsoEIO = Atomic<Bool>(false)
+
+    /// Set (and never cleared) when `send` saw sendmmsg fail with EIO on an entry carrying a
+    /// segment size: the route's device lacks checksum offload, so UDP GSO cannot work on it.
+    /// The caller should stop passing segment sizes (wireguard-go does the same, commit 6a84778).
+    /// The entry itself was counted as failed. Safe to read from any thread.
+    public private(set) var gsoFailedWithEIO: Bool {
+        get { gsoEIO.load(ordering: .relaxed) }
+        set { gsoEIO.store(newValue, ordering: .relaxed) }
+    }
+
+    /// Whether the kernel accepts UDP_SEGMENT (Linux ≥ 4.18): probed once, with setsockopt
+    /// SOL_UDP/UDP_SEGMENT on a throwaway socket.
+    public static var supportsGSO: Bool { probedGSO }
+
+    private static let probedGSO: Bool = {
+        let fd = Glibc.socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { _ = Glibc.close(fd) }
+        var size: Int32 = 1400
+        return Glibc.setsockopt(fd, CWeftLinux_SOL_UDP, CWeftLinux_UDP_SEGMENT, &size,
+                                socklen_t(MemoryLayout<Int32>.size)) == 0
+    }()
 
     /// The socket buffer size asked for (SO_RCVBUF/SO_SNDBUF).
     public static let bufferSize: Int32 = 4 << 20
@@ -50,6 +73,14 @@ public final class UDPSocket: @unchecked Sendable {
         }
         fileDescriptor = fd
         localDescription = description
+    }
+
+    /// setsockopt SOL_UDP/UDP_GRO 1 (Linux ≥ 5.0): the kernel may then coalesce consecutive
+    /// datagrams of one flow into one receive entry, reported by `DatagramBatch.segmentSize(_:)`.
+    /// Give every receive entry a 64 KiB buffer then, or coalesced entries get truncated.
+    public func enableGRO() throws(SystemError) {
+        try Syscall.setsockopt(fileDescriptor, CWeftLinux_SOL_UDP, CWeftLinux_UDP_GRO, Int32(1),
+                               "UDP_GRO udp \(localDescription)")
     }
 
     /// The bound port (getsockname), e.g. the kernel's choice after binding port 0.
@@ -108,6 +139,11 @@ public final class UDPSocket: @unchecked Sendable {
     /// counted in `failed`; per-datagram errors are never thrown. Throws only when the socket
     /// itself is unusable (EBADF, ENOTSOCK, EFAULT, EINVAL), reporting nothing as sent.
     ///
+    /// Entries set with a segment size (UDP GSO) count as one entry each in `sent`/`failed`,
+    /// however many datagrams the kernel cuts them into. EIO on such an entry also sets
+    /// `gsoFailedWithEIO`. EINVAL on such an entry (beyond the kernel's GSO limits: too many
+    /// segments, or segment size + 28 above the route's MTU) is counted as failed, not thrown.
+    ///
     /// Deviation from the original sketch: this `throws` for those fatal errors (the sketch
     /// said "throws only for EBADF-like fatal errors" but showed no `throws`).
     public func send(_ batch: DatagramBatch, count: Int) throws(SystemError) -> (sent: Int, failed: Int) {
@@ -128,10 +164,19 @@ public final class UDPSocket: @unchecked Sendable {
                 }
             case .failure(let error):
                 switch error.errno {
+                case EINVAL where batch.hasSegmentSize(next):
+                    // A GSO entry beyond the kernel's limits (too many segments, segment size
+                    // above the path MTU): that entry's fault, not the socket's. Skip it.
+                    failed += 1
+                    next += 1
                 case EBADF, ENOTSOCK, EFAULT, EINVAL:
                     throw SystemError(errno: error.errno, operation: "sendmmsg udp \(localDescription)")
                 default:
                     // The kernel reports the first entry's error when it sent none: skip it.
+                    // EIO on a GSO entry: the device cannot checksum-offload, GSO is unusable.
+                    if error.errno == EIO && batch.hasSegmentSize(next) {
+                        gsoFailedWithEIO = true
+                    }
                     failed += 1
                     next += 1
                 }

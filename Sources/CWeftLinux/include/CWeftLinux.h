@@ -36,6 +36,20 @@ int CWeftLinux_tun_set_iff(int fd, const char *name, int flags, char *out_name);
 
 extern const int CWeftLinux_IFNAMSIZ;
 
+// TUN offloads (virtio-net header in front of every packet).
+extern const int CWeftLinux_IFF_VNET_HDR;
+extern const unsigned long CWeftLinux_TUNSETVNETHDRSZ;
+extern const unsigned long CWeftLinux_TUNSETOFFLOAD;
+extern const unsigned int CWeftLinux_TUN_F_CSUM;
+extern const unsigned int CWeftLinux_TUN_F_TSO4;
+/// sizeof(struct virtio_net_hdr), the legacy header without num_buffers: 10.
+extern const int CWeftLinux_sizeof_virtio_net_hdr;
+
+/// ioctl(fd, TUNSETVNETHDRSZ, &size). Returns 0, or -1 with errno set.
+int CWeftLinux_tun_set_vnet_hdr_size(int fd, int size);
+/// ioctl(fd, TUNSETOFFLOAD, flags) (the argument is passed by value). Returns 0, or -1 with errno.
+int CWeftLinux_tun_set_offload(int fd, unsigned int flags);
+
 // --- UDP batches -----------------------------------------------------------------------------
 
 /// Mirror of struct mmsghdr, which does not import into Swift even with _GNU_SOURCE (SR-6772).
@@ -52,6 +66,19 @@ int CWeftLinux_sendmmsg(int fd, CWeftLinux_mmsghdr *vec, unsigned int vlen, int 
 extern const int CWeftLinux_MSG_TRUNC;
 extern const int CWeftLinux_MSG_WAITFORONE;
 extern const int CWeftLinux_MSG_DONTWAIT;
+
+// --- UDP segmentation offloads (GSO send, GRO receive) -------------------------------------
+
+extern const int CWeftLinux_SOL_UDP;       /* 17 */
+extern const int CWeftLinux_UDP_SEGMENT;   /* 103 */
+extern const int CWeftLinux_UDP_GRO;       /* 104 */
+
+/// The CMSG_* macros as functions.
+struct cmsghdr *CWeftLinux_CMSG_FIRSTHDR(const struct msghdr *msg);
+struct cmsghdr *CWeftLinux_CMSG_NXTHDR(struct msghdr *msg, struct cmsghdr *cmsg);
+unsigned char *CWeftLinux_CMSG_DATA(struct cmsghdr *cmsg);
+size_t CWeftLinux_CMSG_SPACE(size_t length);
+size_t CWeftLinux_CMSG_LEN(size_t length);
 
 // --- eventfd ---------------------------------------------------------------------------------
 
