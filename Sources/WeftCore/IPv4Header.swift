@@ -68,9 +68,17 @@ public enum InternetChecksum {
     /// RFC 1071 one's-complement sum, returned ready to store (network-order value as UInt16 as read big-endian).
     /// Over bytes that already contain a correct checksum it returns 0.
     public static func checksum(_ bytes: UnsafeRawBufferPointer) -> UInt16 {
-        guard let base = bytes.baseAddress else { return 0xFFFF }
+        ~partialSum(bytes)
+    }
+
+    /// The folded one's-complement sum of `bytes` plus `initial`, not complemented. Offloads need it
+    /// uncomplemented: a checksum over several pieces (pseudo-header, header, payload left in place)
+    /// is the complement of the combined partial sums, and a NEEDS_CSUM field holds such a sum.
+    /// Each piece must start at an even offset of the whole it belongs to.
+    public static func partialSum(_ bytes: UnsafeRawBufferPointer, initial: UInt16 = 0) -> UInt16 {
+        guard let base = bytes.baseAddress else { return initial }
         // A 64-bit accumulator cannot overflow for any buffer that fits in memory when adding 16-bit words.
-        var sum: UInt64 = 0
+        var sum = UInt64(initial)
         var offset = 0
         let evenCount = bytes.count & ~1
         while offset < evenCount {
@@ -83,7 +91,14 @@ public enum InternetChecksum {
         while sum > 0xFFFF {
             sum = (sum & 0xFFFF) &+ (sum >> 16)
         }
-        return ~UInt16(truncatingIfNeeded: sum)
+        return UInt16(truncatingIfNeeded: sum)
+    }
+
+    /// One's-complement addition of two partial sums (end-around carry), as RFC 1071 combines pieces.
+    @inlinable
+    public static func combine(_ a: UInt16, _ b: UInt16) -> UInt16 {
+        let sum = UInt32(a) + UInt32(b)
+        return UInt16(truncatingIfNeeded: (sum & 0xFFFF) + (sum >> 16))
     }
 }
 
