@@ -15,21 +15,29 @@ public struct ForwarderConfiguration: Sendable {
     public var batchSize: Int
     /// Depth of each reader→worker queue, in packets.
     public var queueCapacity: Int
+    /// Whether slots must hold 64 KiB super-packets (a TUN with TSO, a socket with UDP GRO).
+    public var offloads: Bool
+    /// Whether the UDP socket may send a run of equal-size datagrams as one UDP_SEGMENT send.
+    public var segmentationOffload: Bool
 
-    public init(policy: ForwardingPolicy, port: UInt16, workers: Int, batchSize: Int = 64, queueCapacity: Int = 1024) {
+    public init(policy: ForwardingPolicy, port: UInt16, workers: Int, offloads: Bool = false, segmentationOffload: Bool = false, batchSize: Int = 64, queueCapacity: Int? = nil) {
         self.policy = policy
         self.port = port
         self.workers = max(1, workers)
         self.batchSize = max(1, batchSize)
-        self.queueCapacity = max(batchSize, queueCapacity)
+        self.offloads = offloads
+        self.segmentationOffload = segmentationOffload
+        // 64 KiB slots make deep queues expensive; a super-packet carries ~44 packets anyway.
+        self.queueCapacity = max(self.batchSize, queueCapacity ?? (offloads ? 128 : 1024))
     }
 
     /// Source address of the ICMP errors Weft generates: the TUN's address, as flannel uses.
     var icmpSource: IPv4Address { policy.localSubnet.network }
 
-    /// Slots hold the largest datagram a peer may send plus one byte, so that an oversized one is
-    /// seen as truncated instead of being cut silently (flannel's gap 7).
-    var slotSize: Int { max(2048, (policy.pathMTU + 28 + 64 + 63) & ~63) }
+    /// Without offloads a slot holds the largest datagram a peer may send plus room to notice a
+    /// larger one as truncated instead of cutting it silently (flannel's gap 7). With offloads
+    /// it holds a virtio header and a 64 KiB super-packet or GRO batch.
+    var slotSize: Int { offloads ? 65536 + 64 : max(2048, (policy.pathMTU + 28 + 64 + 63) & ~63) }
 
     /// Every slot that can be in flight at once: each worker's queue and batch, the receiver's
     /// batch, and one read in progress.
@@ -39,8 +47,8 @@ public struct ForwarderConfiguration: Sendable {
 /// The packet-moving threads of one node.
 ///
 /// ```
-/// TUN ─► reader ─► pool slot ─► SPSC queue ─► worker ─► ForwardingPolicy.outbound ─► sendmmsg
-/// TUN ◄─ write ◄─ receiver: ForwardingPolicy.inbound ◄─ pool slot ◄─ recvmmsg
+/// TUN ─► reader ─► pool slot ─► SPSC queue ─► OutboundWorker ─► ForwardingPolicy.outbound ─► sendmmsg
+/// TUN ◄─ write ◄─ InboundReceiver: ForwardingPolicy.inbound ◄─ pool slot ◄─ recvmmsg
 /// ```
 /// A packet's bytes are written once by the kernel into a pool slot and read once by the kernel
 /// from it; only slot indices move between threads. The reader spreads packets over workers by a
@@ -49,14 +57,14 @@ public struct ForwarderConfiguration: Sendable {
 public final class Forwarder: @unchecked Sendable {
     public let configuration: ForwarderConfiguration
     public let counters: Counters
-    private let tunnel: any PacketTunnel
-    private let transport: any DatagramTransport
-    private let routes: RouteTableStore
-    private let pool: PacketPool
-    /// Length of the packet in each slot, written by the reader before it publishes the slot.
-    private let lengths: UnsafeMutablePointer<Int32>
-    private let queues: [SPSCIndexRing]
-    private let doorbells: [Doorbell]
+    let tunnel: any PacketTunnel
+    let transport: any DatagramTransport
+    let routes: RouteTableStore
+    let pool: PacketPool
+    /// Length of the bytes in each slot, written by the reader before it publishes the slot.
+    let lengths: UnsafeMutablePointer<Int32>
+    let queues: [SPSCIndexRing]
+    let doorbells: [Doorbell]
     private let wakeup: EventFD
     private let stopping = Atomic<Bool>(false)
     private let started = Atomic<Bool>(false)
@@ -73,6 +81,7 @@ public final class Forwarder: @unchecked Sendable {
         counters: Counters = Counters(),
         onFatalError: @escaping @Sendable (String) -> Void = { _ in }
     ) throws {
+        precondition(configuration.offloads || tunnel.vnetHeaderSize == 0, "a TUN with offloads needs 64 KiB slots")
         self.tunnel = tunnel
         self.transport = transport
         self.routes = routes
@@ -96,10 +105,14 @@ public final class Forwarder: @unchecked Sendable {
     public func start() {
         guard !started.exchange(true, ordering: .sequentiallyConsistent) else { return }
         for index in 0..<configuration.workers {
-            DispatchQueue(label: "weft.worker.\(index)").async(group: threads) { self.runWorker(index) }
+            DispatchQueue(label: "weft.worker.\(index)").async(group: threads) {
+                OutboundWorker(forwarder: self, index: index).run()
+            }
         }
         DispatchQueue(label: "weft.tun-reader").async(group: threads) { self.runTunReader() }
-        DispatchQueue(label: "weft.receiver").async(group: threads) { self.runReceiver() }
+        DispatchQueue(label: "weft.receiver").async(group: threads) {
+            InboundReceiver(forwarder: self).run()
+        }
     }
 
     /// Stops every thread and waits for them; packets still queued are sent first.
@@ -111,13 +124,14 @@ public final class Forwarder: @unchecked Sendable {
         threads.wait()
     }
 
-    private var isStopping: Bool { stopping.load(ordering: .acquiring) }
+    var isStopping: Bool { stopping.load(ordering: .acquiring) }
 
-    private func fail(_ message: String) {
+    /// Reports a device failure once, unless it is the shutdown itself.
+    func fail(_ message: String) {
         if !isStopping { onFatalError(message) }
     }
 
-    // MARK: TUN → UDP
+    // MARK: TUN reader
 
     private func runTunReader() {
         let shard = counters.makeShard()
@@ -182,150 +196,32 @@ public final class Forwarder: @unchecked Sendable {
     /// TCP connection are never reordered between workers.
     private func workerIndex(for buffer: UnsafeMutableRawBufferPointer, length: Int) -> Int {
         let workers = configuration.workers
-        guard workers > 1, length >= 20 else { return 0 }
-        let addresses = buffer.loadUnaligned(fromByteOffset: 12, as: UInt64.self)
+        let addressOffset = tunnel.vnetHeaderSize + 12
+        guard workers > 1, length >= addressOffset + 8 else { return 0 }
+        let addresses = buffer.loadUnaligned(fromByteOffset: addressOffset, as: UInt64.self)
         var hash = addresses &* 0x9E37_79B9_7F4A_7C15
         hash ^= hash >> 32
         return Int(hash % UInt64(workers))
     }
 
-    private func runWorker(_ index: Int) {
-        let shard = counters.makeShard()
-        let queue = queues[index]
-        let doorbell = doorbells[index]
-        let batchSize = configuration.batchSize
-        let port = configuration.port
-        let policy = configuration.policy
-        let batch = DatagramBatch(capacity: batchSize)
-        var batchSlots = [PacketPool.Slot](repeating: 0, count: batchSize)
-        var generation = routes.generation
-        var table = routes.current
-        var limiter = ICMPRateLimiter()
+    /// Keeps a worker's view of the routes current: one atomic load per batch, a fetch only when
+    /// the registry swapped in a new table.
+    struct RouteSnapshot {
+        private let store: RouteTableStore
+        private var generation: Int
+        private(set) var table: RouteTable
 
-        while true {
-            let latest = routes.generation
+        init(_ store: RouteTableStore) {
+            self.store = store
+            generation = store.generation
+            table = store.current
+        }
+
+        mutating func refresh() {
+            let latest = store.generation
             if latest != generation {
                 generation = latest
-                table = routes.current
-            }
-            var count = 0
-            var bytes = 0
-            while count < batchSize, let slot = queue.pop() {
-                let packet = UnsafeMutableRawBufferPointer(
-                    rebasing: pool.buffer(slot)[0..<Int(lengths[Int(slot)])])
-                switch policy.outbound(packet, routes: table) {
-                case .sendToPeer(let peer):
-                    batch.setSend(count, UnsafeRawBufferPointer(packet), to: peer, port: port)
-                    batchSlots[count] = slot
-                    count += 1
-                    bytes += packet.count
-                case .drop(let reason, let reply):
-                    shard.countDrop(.tunToUDP, reason)
-                    if let reply, limiter.allow() {
-                        answerIntoTunnel(reply, about: packet, slot: slot, shard: shard)
-                    }
-                    pool.release(slot)
-                case .writeToTun:
-                    // Outbound rules never deliver locally; the kernel routes our own subnet.
-                    pool.release(slot)
-                }
-            }
-            if count > 0 {
-                let result: (sent: Int, failed: Int)
-                do {
-                    result = try transport.send(batch, count: count)
-                } catch {
-                    for i in 0..<count { pool.release(batchSlots[i]) }
-                    fail("UDP send failed: \(error)")
-                    return
-                }
-                // Which entries failed is not reported, so bytes of a partly failed batch are
-                // apportioned; the packet counts are exact.
-                shard.countForwarded(.tunToUDP, packets: result.sent, bytes: bytes * result.sent / count)
-                if result.failed > 0 { shard.countDrop(.tunToUDP, .sendFailed, packets: result.failed) }
-                for i in 0..<count { pool.release(batchSlots[i]) }
-                continue
-            }
-            if isStopping && queue.isEmpty { return }
-            doorbell.sleep(unless: { !queue.isEmpty || isStopping })
-        }
-    }
-
-    /// ICMP errors about packets from local pods go back into the TUN, built in the same slot.
-    private func answerIntoTunnel(_ message: ICMPMessage, about packet: UnsafeMutableRawBufferPointer, slot: PacketPool.Slot, shard: CounterShard) {
-        let buffer = pool.buffer(slot)
-        let length = ICMPBuilder.build(message, about: UnsafeRawBufferPointer(packet), from: configuration.icmpSource, into: buffer)
-        if (try? tunnel.write(UnsafeRawBufferPointer(rebasing: buffer[0..<length]))) == true {
-            shard.countICMPSent()
-        }
-    }
-
-    // MARK: UDP → TUN
-
-    private func runReceiver() {
-        let shard = counters.makeShard()
-        let batchSize = configuration.batchSize
-        let policy = configuration.policy
-        let batch = DatagramBatch(capacity: batchSize)
-        let replyBatch = DatagramBatch(capacity: 1)
-        // The receiver owns its slots for its whole life: it writes each packet to the TUN before
-        // the next recvmmsg reuses the slot.
-        var slots: [PacketPool.Slot] = []
-        for i in 0..<batchSize {
-            guard let slot = pool.allocate() else { fail("packet pool too small for the receiver"); return }
-            slots.append(slot)
-            batch.setReceiveBuffer(i, pool.buffer(slot))
-        }
-        defer { for slot in slots { pool.release(slot) } }
-        var generation = routes.generation
-        var table = routes.current
-        var limiter = ICMPRateLimiter()
-
-        while !isStopping {
-            let received: Int
-            do {
-                received = try transport.receive(into: batch, maxCount: batchSize)
-            } catch {
-                fail("UDP receive failed: \(error)")
-                return
-            }
-            if received == 0 {
-                // Only a shutdown ends a blocking receive without a datagram.
-                fail("the UDP socket was shut down")
-                return
-            }
-            let latest = routes.generation
-            if latest != generation {
-                generation = latest
-                table = routes.current
-            }
-            for i in 0..<received {
-                if batch.isTruncated(i) {
-                    shard.countDrop(.udpToTun, .truncated)
-                    continue
-                }
-                let buffer = pool.buffer(slots[i])
-                let packet = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<batch.length(i)])
-                let sender = batch.sender(i).address
-                switch policy.inbound(packet, from: sender, routes: table) {
-                case .writeToTun:
-                    if (try? tunnel.write(UnsafeRawBufferPointer(packet))) == true {
-                        shard.countForwarded(.udpToTun, bytes: packet.count)
-                    } else {
-                        shard.countDrop(.udpToTun, .tunWriteFailed)
-                    }
-                case .drop(let reason, let reply):
-                    shard.countDrop(.udpToTun, reason)
-                    // A remote sender's packet expired here: the error goes back to its node.
-                    if let reply, limiter.allow() {
-                        let length = ICMPBuilder.build(reply, about: UnsafeRawBufferPointer(packet), from: configuration.icmpSource, into: buffer)
-                        replyBatch.setSend(0, UnsafeRawBufferPointer(rebasing: buffer[0..<length]), to: sender, port: configuration.port)
-                        if (try? transport.send(replyBatch, count: 1))?.sent == 1 { shard.countICMPSent() }
-                    }
-                case .sendToPeer:
-                    // Inbound rules never forward to another peer: Weft is not a transit router.
-                    shard.countDrop(.udpToTun, .notLocalDestination)
-                }
+                table = store.current
             }
         }
     }

@@ -8,8 +8,11 @@ public enum OverlayDevice {
 
     /// Creates the TUN, gives it `<subnet network>/32`, MTU `underlayMTU − 28`, brings it up and
     /// routes the whole overlay `network` to it. Closing the returned device removes all of it.
-    public static func create(name: String, network: IPv4Prefix, subnet: IPv4Prefix, underlayMTU: Int) throws -> TunDevice {
-        let tun = try TunDevice.open(name: name)
+    ///
+    /// With `offloads` the TUN hands over TCP super-packets and takes them back (virtio-net
+    /// header, TSO); this is invisible on the wire, where every datagram still carries one packet.
+    public static func create(name: String, network: IPv4Prefix, subnet: IPv4Prefix, underlayMTU: Int, offloads: Bool) throws -> TunDevice {
+        let tun = try TunDevice.open(name: name, offloads: offloads)
         do {
             let netlink = try RouteNetlink()
             defer { netlink.close() }

@@ -1,14 +1,19 @@
+import Glibc
 import WeftLinux
 
-/// The TUN side of the data path. A TUN without offloads hands over one packet per read, so the
-/// reader batches by reading until the device would block.
+/// The TUN side of the data path. A TUN hands over one packet (or, with offloads, one TCP
+/// super-packet) per read, so the reader batches by reading until the device would block.
 ///
 /// `TunDevice` is the real one; benchmarks and tests plug in in-memory fakes.
 public protocol PacketTunnel: AnyObject, Sendable {
+    /// Bytes of the virtio-net header before every packet read or written: 0 without offloads.
+    var vnetHeaderSize: Int { get }
     /// One packet into `buffer`; nil when none is waiting.
     func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int?
     /// One whole packet; false when the device would block.
     func write(_ packet: UnsafeRawBufferPointer) throws -> Bool
+    /// One whole packet gathered from several pieces (writev); false when the device would block.
+    func write(vectors: UnsafeBufferPointer<iovec>) throws -> Bool
     /// Blocks until a packet is waiting or `wakeup` is signalled.
     func waitReadable(orWakeup wakeup: EventFD) throws -> Poll.Readiness
 }

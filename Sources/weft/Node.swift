@@ -19,6 +19,7 @@ struct RunSettings {
     var tunName: String
     var workers: Int
     var checkPeerAddress: Bool
+    var offloads: Bool
     var logLevel: Logger.Level
 }
 
@@ -80,10 +81,21 @@ final class Node: @unchecked Sendable {
         }
         let tun: TunDevice
         do {
-            tun = try OverlayDevice.create(name: settings.tunName, network: settings.network, subnet: settings.subnet, underlayMTU: underlay.mtu)
+            tun = try OverlayDevice.create(name: settings.tunName, network: settings.network, subnet: settings.subnet, underlayMTU: underlay.mtu, offloads: settings.offloads)
         } catch {
             socket.close()
             throw RunError("cannot set up TUN \(settings.tunName): \(error) (weft run needs root or CAP_NET_ADMIN and /dev/net/tun)")
+        }
+        var segmentationOffload = false
+        if settings.offloads {
+            do {
+                try socket.enableGRO()
+                segmentationOffload = UDPSocket.supportsGSO
+            } catch {
+                tun.close()
+                socket.close()
+                throw RunError("cannot enable UDP GRO on \(bindAddress):\(settings.port): \(error) (try --no-offload)")
+            }
         }
         let routes = RouteTableStore(RouteTable(settings.staticPeers))
         let policy = ForwardingPolicy(localSubnet: settings.subnet, pathMTU: pathMTU, checkPeerAddress: settings.checkPeerAddress)
@@ -93,7 +105,9 @@ final class Node: @unchecked Sendable {
         do {
             forwarder = try Forwarder(
                 tunnel: tun, transport: socket, routes: routes,
-                configuration: ForwarderConfiguration(policy: policy, port: settings.port, workers: settings.workers)
+                configuration: ForwarderConfiguration(
+                    policy: policy, port: settings.port, workers: settings.workers,
+                    offloads: settings.offloads, segmentationOffload: segmentationOffload)
             ) { message in
                 failure.message.withLock { if $0 == nil { $0 = message } }
                 stopRequest.signal()
@@ -106,7 +120,7 @@ final class Node: @unchecked Sendable {
         let node = Node(settings: settings, logger: logger, tun: tun, socket: socket, routes: routes, forwarder: forwarder, stopRequest: stopRequest, failure: failure)
         node.installSignalHandlers()
         forwarder.start()
-        logger.info("forwarding \(settings.subnet) on \(tun.name) (mtu \(pathMTU)) via \(ifaceName) \(bindAddress):\(settings.port); public ip \(settings.publicIP ?? bindAddress); \(settings.staticPeers.count) peer(s), \(settings.workers) worker(s)")
+        logger.info("forwarding \(settings.subnet) on \(tun.name) (mtu \(pathMTU)) via \(ifaceName) \(bindAddress):\(settings.port); public ip \(settings.publicIP ?? bindAddress); \(settings.staticPeers.count) peer(s), \(settings.workers) worker(s), offloads \(settings.offloads ? (segmentationOffload ? "TSO+GSO+GRO" : "TSO+GRO") : "off")")
         for route in routes.current.routes {
             logger.debug("route \(route.subnet) via \(route.nextHop):\(settings.port)")
         }

@@ -65,6 +65,9 @@ struct RunCommand: ParsableCommand {
     @Flag(help: "Accept datagrams from any address (NAT between nodes). The inner source must still belong to a peer's subnet.")
     var skipPeerAddressCheck = false
 
+    @Flag(help: "Move one packet per system call: no TUN segmentation offload, no UDP GSO/GRO. The wire format is the same either way.")
+    var noOffload = false
+
     @Option(help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: Logger.Level = .info
 
@@ -131,6 +134,7 @@ struct RunCommand: ParsableCommand {
             tunName: tunName,
             workers: workers ?? max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))),
             checkPeerAddress: !skipPeerAddressCheck,
+            offloads: !noOffload,
             logLevel: logLevel
         )
     }

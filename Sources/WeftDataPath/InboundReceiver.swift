@@ -1,0 +1,185 @@
+import Glibc
+import WeftCore
+import WeftLinux
+
+/// The receive thread: recvmmsg straight into pool slots, the inbound rules for every inner
+/// packet, then the TUN.
+///
+/// With UDP GRO one slot holds a run of datagrams of one size back to back. Consecutive TCP
+/// packets of one flow among them are handed to a TUN with offloads as one super-packet (one
+/// writev of a virtio header, the first packet and the others' payloads, nothing copied), which
+/// the kernel forwards whole, as its own GRO would have.
+final class InboundReceiver {
+    private let forwarder: Forwarder
+    private let shard: CounterShard
+    private let policy: ForwardingPolicy
+    private let vnetHeaderSize: Int
+    private var routes: Forwarder.RouteSnapshot
+    private var limiter = ICMPRateLimiter()
+    private let batch: DatagramBatch
+    private let replyBatch = DatagramBatch(capacity: 1)
+    /// The receiver owns its slots for its whole life: every packet in them is written to the
+    /// TUN before the next recvmmsg reuses them.
+    private var slots: [PacketPool.Slot] = []
+
+    /// The run of TCP packets being joined: the first packet and the payloads after it.
+    private var runFirst: UnsafeMutableRawBufferPointer?
+    private var runPayload = 0
+    private var runBytes = 0
+    private var runPackets = 0
+    private var runPush = false
+    private let runVectors: UnsafeMutablePointer<iovec>
+    private static let runCapacity = 64
+    /// The virtio header written before each packet or joined run.
+    private let virtioHeader: UnsafeMutableRawPointer
+    /// ICMP replies are built here, not in place: in a GRO run the next datagram follows the
+    /// offender directly, and a reply can be longer than a short offender.
+    private let replyBuffer: UnsafeMutableRawBufferPointer
+
+    init(forwarder: Forwarder) {
+        self.forwarder = forwarder
+        shard = forwarder.counters.makeShard()
+        policy = forwarder.configuration.policy
+        vnetHeaderSize = forwarder.tunnel.vnetHeaderSize
+        routes = Forwarder.RouteSnapshot(forwarder.routes)
+        batch = DatagramBatch(capacity: forwarder.configuration.batchSize)
+        runVectors = .allocate(capacity: Self.runCapacity + 2)
+        virtioHeader = .allocate(byteCount: VirtioNetHeader.size, alignment: 8)
+        replyBuffer = .allocate(byteCount: 128, alignment: 8)  // 20 + 8 + a 60-byte header + 8
+    }
+
+    deinit {
+        for slot in slots { forwarder.pool.release(slot) }
+        runVectors.deallocate()
+        virtioHeader.deallocate()
+        replyBuffer.deallocate()
+    }
+
+    func run() {
+        let batchSize = forwarder.configuration.batchSize
+        for i in 0..<batchSize {
+            guard let slot = forwarder.pool.allocate() else {
+                forwarder.fail("packet pool too small for the receiver")
+                return
+            }
+            slots.append(slot)
+            batch.setReceiveBuffer(i, forwarder.pool.buffer(slot))
+        }
+        while !forwarder.isStopping {
+            let received: Int
+            do {
+                received = try forwarder.transport.receive(into: batch, maxCount: batchSize)
+            } catch {
+                forwarder.fail("UDP receive failed: \(error)")
+                return
+            }
+            if received == 0 {
+                // Only a shutdown ends a blocking receive without a datagram.
+                forwarder.fail("the UDP socket was shut down")
+                return
+            }
+            routes.refresh()
+            for i in 0..<received {
+                if batch.isTruncated(i) {
+                    shard.countDrop(.udpToTun, .truncated)
+                    continue
+                }
+                receiveEntry(i)
+            }
+        }
+    }
+
+    /// Every datagram of one entry: one, or a GRO run of equal-size ones.
+    private func receiveEntry(_ i: Int) {
+        let buffer = forwarder.pool.buffer(slots[i])
+        let total = batch.length(i)
+        let datagramSize = batch.segmentSize(i) ?? total
+        let sender = batch.sender(i).address
+        var offset = 0
+        while offset < total {
+            let end = min(total, offset + max(1, datagramSize))
+            let packet = UnsafeMutableRawBufferPointer(rebasing: buffer[offset..<end])
+            offset = end
+            switch policy.inbound(packet, from: sender, routes: routes.table) {
+            case .writeToTun:
+                deliver(packet)
+            case .drop(let reason, let reply):
+                shard.countDrop(.udpToTun, reason)
+                if let reply { answer(reply, about: packet, to: sender) }
+            case .sendToPeer:
+                // Inbound rules never forward to another peer: Weft is not a transit router.
+                shard.countDrop(.udpToTun, .notLocalDestination)
+            }
+        }
+        writeRun()
+    }
+
+    /// Joins the packet to the current run when the TUN can take super-packets, else writes it.
+    private func deliver(_ packet: UnsafeMutableRawBufferPointer) {
+        guard vnetHeaderSize > 0 else {
+            if (try? forwarder.tunnel.write(UnsafeRawBufferPointer(packet))) == true {
+                shard.countForwarded(.udpToTun, bytes: packet.count)
+            } else {
+                shard.countDrop(.udpToTun, .tunWriteFailed)
+            }
+            return
+        }
+        let bytes = UnsafeRawBufferPointer(packet)
+        if let first = runFirst, runPackets < Self.runCapacity, !runPush,
+           TCPCoalescer.canAppend(first: UnsafeRawBufferPointer(first), appendedPayload: runPayload, next: bytes) {
+            let headerLength = Self.headersLength(bytes)
+            runVectors[runPackets + 1] = iovec(iov_base: packet.baseAddress! + headerLength, iov_len: packet.count - headerLength)
+            runPayload += packet.count - headerLength
+            runBytes += packet.count
+            runPackets += 1
+            runPush = Self.hasPush(bytes)
+            return
+        }
+        writeRun()
+        runFirst = packet
+        runPayload = packet.count - Self.headersLength(bytes)
+        runBytes = packet.count
+        runPackets = 1
+        runPush = false
+        runVectors[1] = iovec(iov_base: packet.baseAddress!, iov_len: packet.count)
+    }
+
+    /// Writes the pending run: alone behind an empty virtio header, or joined into one
+    /// super-packet the kernel segments again if it must.
+    private func writeRun() {
+        guard let first = runFirst else { return }
+        runFirst = nil
+        var virtio = VirtioNetHeader()
+        if runPackets > 1 {
+            let firstPayload = first.count - Self.headersLength(UnsafeRawBufferPointer(first))
+            virtio = TCPCoalescer.finish(first: first, totalPayload: runPayload, gsoSize: firstPayload, push: runPush)
+        }
+        virtio.store(to: virtioHeader)
+        runVectors[0] = iovec(iov_base: virtioHeader, iov_len: VirtioNetHeader.size)
+        let written = (try? forwarder.tunnel.write(vectors: UnsafeBufferPointer(start: runVectors, count: runPackets + 1))) == true
+        if written {
+            shard.countForwarded(.udpToTun, packets: runPackets, bytes: runBytes)
+        } else {
+            shard.countDrop(.udpToTun, .tunWriteFailed, packets: runPackets)
+        }
+    }
+
+    /// A remote sender's packet expired here: the error goes back to its node.
+    private func answer(_ reply: ICMPMessage, about packet: UnsafeMutableRawBufferPointer, to sender: IPv4Address) {
+        guard limiter.allow() else { return }
+        let length = ICMPBuilder.build(reply, about: UnsafeRawBufferPointer(packet), from: forwarder.configuration.icmpSource, into: replyBuffer)
+        replyBatch.setSend(0, UnsafeRawBufferPointer(rebasing: replyBuffer[0..<length]), to: sender, port: forwarder.configuration.port)
+        if (try? forwarder.transport.send(replyBatch, count: 1))?.sent == 1 { shard.countICMPSent() }
+    }
+
+    private static func headersLength(_ packet: UnsafeRawBufferPointer) -> Int {
+        let ipLength = Int(packet[0] & 0x0F) * 4
+        guard packet.count >= ipLength + 20, packet[9] == 6 else { return ipLength }
+        return ipLength + Int(packet[ipLength + 12] >> 4) * 4
+    }
+
+    private static func hasPush(_ packet: UnsafeRawBufferPointer) -> Bool {
+        let ipLength = Int(packet[0] & 0x0F) * 4
+        return packet.count >= ipLength + 20 && packet[ipLength + 13] & 0x08 != 0
+    }
+}

@@ -1,0 +1,274 @@
+import Glibc
+import WeftCore
+import WeftLinux
+
+/// One worker thread: takes slots from its queue, decides each packet's fate and sends the
+/// batch with one sendmmsg.
+///
+/// A TSO super-packet from a TUN with offloads is cut into flannel-sized packets here: each gets
+/// a header built in `headers`, its payload stays where the kernel put it, and the whole run
+/// leaves as one UDP_SEGMENT send (kernel or veth segments it into one datagram per packet).
+final class OutboundWorker {
+    private let forwarder: Forwarder
+    private let queue: SPSCIndexRing
+    private let doorbell: Doorbell
+    private let shard: CounterShard
+    private let policy: ForwardingPolicy
+    private let port: UInt16
+    private let vnetHeaderSize: Int
+    /// Packets per UDP_SEGMENT send: the kernel's cap (UDP_MAX_SEGMENTS), or 1 without GSO.
+    private let segmentsPerSend: Int
+    private var routes: Forwarder.RouteSnapshot
+    private var limiter = ICMPRateLimiter()
+
+    /// Segment headers per batch; a 64 KiB super-packet at the smallest sane MSS fits easily.
+    private static let segmentCapacity = 1024
+    private static let headerStride = 128
+    private static let maxGSOBytes = 65507
+
+    private let batch: DatagramBatch
+    /// Slots whose bytes the pending batch points into; released once it is sent.
+    private var pendingSlots: [PacketPool.Slot]
+    private var pendingEntries = 0
+    private var pendingPackets = 0
+    private var pendingBytes = 0
+    private let headers: UnsafeMutableRawBufferPointer
+    private let segments: UnsafeMutableBufferPointer<TCPSegment>
+    private var usedSegments = 0
+    private let vectors: UnsafeMutablePointer<iovec>
+    private var usedVectors = 0
+
+    init(forwarder: Forwarder, index: Int) {
+        let configuration = forwarder.configuration
+        self.forwarder = forwarder
+        queue = forwarder.queues[index]
+        doorbell = forwarder.doorbells[index]
+        shard = forwarder.counters.makeShard()
+        policy = configuration.policy
+        port = configuration.port
+        vnetHeaderSize = forwarder.tunnel.vnetHeaderSize
+        segmentsPerSend = configuration.segmentationOffload ? 64 : 1
+        routes = Forwarder.RouteSnapshot(forwarder.routes)
+        batch = DatagramBatch(capacity: configuration.batchSize)
+        pendingSlots = []
+        pendingSlots.reserveCapacity(configuration.batchSize)
+        headers = .allocate(byteCount: Self.segmentCapacity * Self.headerStride, alignment: 64)
+        segments = .allocate(capacity: Self.segmentCapacity)
+        vectors = .allocate(capacity: 2 * Self.segmentCapacity)
+    }
+
+    deinit {
+        headers.deallocate()
+        segments.deallocate()
+        vectors.deallocate()
+    }
+
+    func run() {
+        let batchSize = forwarder.configuration.batchSize
+        while true {
+            routes.refresh()
+            var popped = 0
+            while popped < batchSize, let slot = queue.pop() {
+                popped += 1
+                if !handle(slot) { return }
+            }
+            if popped > 0 {
+                if !flush() { return }
+                continue
+            }
+            if forwarder.isStopping && queue.isEmpty { return }
+            doorbell.sleep(unless: { !queue.isEmpty || forwarder.isStopping })
+        }
+    }
+
+    /// Decides one slot's packet; false when the socket failed for good.
+    private func handle(_ slot: PacketPool.Slot) -> Bool {
+        let pool = forwarder.pool
+        let buffer = pool.buffer(slot)
+        let length = Int(forwarder.lengths[Int(slot)])
+        guard length > vnetHeaderSize else {
+            shard.countDrop(.tunToUDP, .tooShort)
+            pool.release(slot)
+            return true
+        }
+        let packet = UnsafeMutableRawBufferPointer(rebasing: buffer[vnetHeaderSize..<length])
+        var virtio = VirtioNetHeader()
+        if vnetHeaderSize > 0 {
+            virtio = VirtioNetHeader(bytesAt: buffer.baseAddress!)
+        }
+        let gso = virtio.gsoType & ~VirtioNetHeader.gsoECN
+        if gso == VirtioNetHeader.gsoNone {
+            if virtio.flags & VirtioNetHeader.needsChecksum != 0,
+               !OffloadChecksum.complete(packet, start: Int(virtio.checksumStart), offset: Int(virtio.checksumOffset)) {
+                shard.countDrop(.tunToUDP, .badOffload)
+                pool.release(slot)
+                return true
+            }
+            return forwardPacket(packet, slot: slot)
+        }
+        guard gso == VirtioNetHeader.gsoTCPv4, virtio.gsoSize > 0 else {
+            shard.countDrop(.tunToUDP, .badOffload)
+            pool.release(slot)
+            return true
+        }
+        return forwardSuperPacket(packet, gsoSize: Int(virtio.gsoSize), slot: slot)
+    }
+
+    private func forwardPacket(_ packet: UnsafeMutableRawBufferPointer, slot: PacketPool.Slot) -> Bool {
+        switch policy.outbound(packet, routes: routes.table) {
+        case .sendToPeer(let peer):
+            if pendingEntries == batch.capacity, !flush() { return false }
+            batch.setSend(pendingEntries, UnsafeRawBufferPointer(packet), to: peer, port: port)
+            pendingEntries += 1
+            pendingPackets += 1
+            pendingBytes += packet.count
+            pendingSlots.append(slot)
+        case .drop(let reason, let reply):
+            drop(packet, slot: slot, reason: reason, reply: reply)
+        case .writeToTun:
+            // Outbound rules never deliver locally; the kernel routes our own subnet.
+            forwarder.pool.release(slot)
+        }
+        return true
+    }
+
+    private func forwardSuperPacket(_ packet: UnsafeMutableRawBufferPointer, gsoSize: Int, slot: PacketPool.Slot) -> Bool {
+        let bytes = UnsafeRawBufferPointer(packet)
+        guard let headerLength = Self.tcpHeadersLength(bytes) else {
+            shard.countDrop(.tunToUDP, .badOffload)
+            forwarder.pool.release(slot)
+            return true
+        }
+        let decision = policy.outbound(packet, routes: routes.table, largestSegment: headerLength + gsoSize)
+        guard case .sendToPeer(let peer) = decision else {
+            if case .drop(let reason, let reply) = decision {
+                drop(packet, slot: slot, reason: reason, reply: reply)
+            } else {
+                forwarder.pool.release(slot)
+            }
+            return true
+        }
+        // The headers of this super-packet must fit beside the batch's others.
+        var cut = segment(bytes, gsoSize: gsoSize)
+        if cut == nil, usedSegments > 0 {
+            if !flush() { return false }
+            cut = segment(bytes, gsoSize: gsoSize)
+        }
+        guard let cut else {
+            shard.countDrop(.tunToUDP, .badOffload)
+            forwarder.pool.release(slot)
+            return true
+        }
+        // One UDP_SEGMENT send per run of packets, each packet one header and one payload vector.
+        var first = cut.lowerBound
+        let end = cut.upperBound
+        while first < end {
+            // A UDP_SEGMENT send is still one UDP datagram to the kernel until it is cut, so the
+            // whole run must fit a UDP length (65507 bytes of payload).
+            let packetSize = segments[first].headerLength + segments[first].payloadLength
+            let runEnd = min(end, first + min(segmentsPerSend, Self.maxGSOBytes / packetSize))
+            if pendingEntries == batch.capacity {
+                // Flushing would release this slot's siblings only; ours joins the next batch.
+                if !flush(keepingSegments: true) { return false }
+            }
+            let runVectors = vectors + usedVectors
+            var runBytes = 0
+            for index in first..<runEnd {
+                let segment = segments[index]
+                vectors[usedVectors] = iovec(iov_base: headers.baseAddress! + segment.headerOffset, iov_len: segment.headerLength)
+                vectors[usedVectors + 1] = iovec(iov_base: packet.baseAddress! + segment.payloadOffset, iov_len: segment.payloadLength)
+                usedVectors += 2
+                runBytes += segment.headerLength + segment.payloadLength
+            }
+            let runCount = runEnd - first
+            let segmentSize = runCount > 1 ? segments[first].headerLength + segments[first].payloadLength : nil
+            batch.setSend(pendingEntries, vectors: runVectors, count: 2 * runCount, to: peer, port: port, segmentSize: segmentSize)
+            pendingEntries += 1
+            pendingPackets += runCount
+            pendingBytes += runBytes
+            first = runEnd
+        }
+        pendingSlots.append(slot)
+        return true
+    }
+
+    /// Cuts into the free part of the header and segment scratch and returns the indices of the
+    /// new segments; nil when they do not fit or the packet is not a segmentable TCP packet.
+    private func segment(_ packet: UnsafeRawBufferPointer, gsoSize: Int) -> Range<Int>? {
+        let free = UnsafeMutableBufferPointer(rebasing: segments[usedSegments...])
+        guard let count = TCPSegmenter.segment(
+            packet, gsoSize: gsoSize,
+            headers: UnsafeMutableRawBufferPointer(rebasing: headers[(usedSegments * Self.headerStride)...]),
+            segments: free)
+        else { return nil }
+        // Header offsets are relative to the scratch slice handed in.
+        for index in 0..<count {
+            free[index].headerOffset += usedSegments * Self.headerStride
+        }
+        defer { usedSegments += count }
+        return usedSegments..<(usedSegments + count)
+    }
+
+    /// IPv4 plus TCP header length, if the packet is long enough to have both.
+    private static func tcpHeadersLength(_ packet: UnsafeRawBufferPointer) -> Int? {
+        guard packet.count >= 20 else { return nil }
+        let ipLength = Int(packet[0] & 0x0F) * 4
+        guard packet.count >= ipLength + 20 else { return nil }
+        return ipLength + Int(packet[ipLength + 12] >> 4) * 4
+    }
+
+    private func drop(_ packet: UnsafeMutableRawBufferPointer, slot: PacketPool.Slot, reason: DropReason, reply: ICMPMessage?) {
+        shard.countDrop(.tunToUDP, reason)
+        if let reply, limiter.allow() {
+            answerIntoTunnel(reply, about: packet, slot: slot)
+        }
+        forwarder.pool.release(slot)
+    }
+
+    /// ICMP errors about packets from local pods go back into the TUN, built in the same slot.
+    private func answerIntoTunnel(_ message: ICMPMessage, about packet: UnsafeMutableRawBufferPointer, slot: PacketPool.Slot) {
+        let buffer = forwarder.pool.buffer(slot)
+        let icmp = UnsafeMutableRawBufferPointer(rebasing: buffer[vnetHeaderSize...])
+        let length = ICMPBuilder.build(message, about: UnsafeRawBufferPointer(packet), from: forwarder.configuration.icmpSource, into: icmp)
+        if vnetHeaderSize > 0 {
+            VirtioNetHeader().store(to: buffer.baseAddress!)
+        }
+        if (try? forwarder.tunnel.write(UnsafeRawBufferPointer(rebasing: buffer[0..<(vnetHeaderSize + length)]))) == true {
+            shard.countICMPSent()
+        }
+    }
+
+    /// Sends the pending batch and releases its slots; false when the socket failed for good.
+    /// `keepingSegments` leaves the scratch in use because a super-packet is half-way queued.
+    @discardableResult
+    private func flush(keepingSegments: Bool = false) -> Bool {
+        guard pendingEntries > 0 else { return true }
+        let result: (sent: Int, failed: Int)
+        do {
+            result = try forwarder.transport.send(batch, count: pendingEntries)
+        } catch {
+            releasePending()
+            forwarder.fail("UDP send failed: \(error)")
+            return false
+        }
+        // Which entries failed is not reported, so packets and bytes of a partly failed batch
+        // are apportioned by entry.
+        let sentPackets = pendingPackets * result.sent / pendingEntries
+        shard.countForwarded(.tunToUDP, packets: sentPackets, bytes: pendingBytes * result.sent / pendingEntries)
+        if result.failed > 0 { shard.countDrop(.tunToUDP, .sendFailed, packets: pendingPackets - sentPackets) }
+        releasePending()
+        if !keepingSegments {
+            usedSegments = 0
+            usedVectors = 0
+        }
+        return true
+    }
+
+    private func releasePending() {
+        for slot in pendingSlots { forwarder.pool.release(slot) }
+        pendingSlots.removeAll(keepingCapacity: true)
+        pendingEntries = 0
+        pendingPackets = 0
+        pendingBytes = 0
+    }
+}
