@@ -17,7 +17,7 @@ final class OutboundWorker {
     private let port: UInt16
     private let vnetHeaderSize: Int
     /// Packets per UDP_SEGMENT send: the kernel's cap (UDP_MAX_SEGMENTS), or 1 without GSO.
-    private let segmentsPerSend: Int
+    private var segmentsPerSend: Int
     private var routes: Forwarder.RouteSnapshot
     private var limiter = ICMPRateLimiter()
 
@@ -255,7 +255,12 @@ final class OutboundWorker {
         // are apportioned by entry.
         let sentPackets = pendingPackets * result.sent / pendingEntries
         shard.countForwarded(.tunToUDP, packets: sentPackets, bytes: pendingBytes * result.sent / pendingEntries)
-        if result.failed > 0 { shard.countDrop(.tunToUDP, .sendFailed, packets: pendingPackets - sentPackets) }
+        if result.failed > 0 {
+            shard.countDrop(.tunToUDP, .sendFailed, packets: pendingPackets - sentPackets)
+            // A NIC without checksum offload refuses GSO (wireguard-go's commit 6a84778): from
+            // now on one datagram per packet; TCP resends what this batch lost.
+            if segmentsPerSend > 1, forwarder.transport.segmentationOffloadFailed { segmentsPerSend = 1 }
+        }
         releasePending()
         if !keepingSegments {
             usedSegments = 0

@@ -28,6 +28,9 @@ public protocol DatagramTransport: AnyObject, Sendable {
     func send(_ batch: DatagramBatch, count: Int) throws -> (sent: Int, failed: Int)
     /// Unblocks `receive` for shutdown.
     func shutdown()
+    /// True once a UDP_SEGMENT send failed because the device cannot checksum for it (EIO):
+    /// senders must then send one datagram per packet.
+    var segmentationOffloadFailed: Bool { get }
 }
 
 extension TunDevice: PacketTunnel {
@@ -36,4 +39,6 @@ extension TunDevice: PacketTunnel {
     }
 }
 
-extension UDPSocket: DatagramTransport {}
+extension UDPSocket: DatagramTransport {
+    public var segmentationOffloadFailed: Bool { gsoFailedWithEIO }
+}

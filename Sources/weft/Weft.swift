@@ -28,7 +28,9 @@ struct Weft: ParsableCommand {
         } catch {
             let code = exitCode(for: error)
             if code == .success { exit(withError: error) }
-            var line = "weft: " + message(for: error) + " (see 'weft --help')\n"
+            // A start-up failure explains itself; a parsing error points at the help.
+            let hint = error is RunError ? "" : " (see 'weft --help')"
+            var line = "weft: " + message(for: error) + hint + "\n"
             line.withUTF8 { _ = Glibc.write(2, $0.baseAddress, $0.count) }
             Glibc.exit(code.rawValue)
         }

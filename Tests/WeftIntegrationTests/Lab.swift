@@ -117,10 +117,11 @@ final class Lab: @unchecked Sendable {
     static let nodeBUnderlay = IPv4Address(198, 18, 0, 2)
 
     /// `weft run` arguments for each node, peers pointing at each other.
-    static func weftArguments(node: String, peerAddress: String? = nil) -> [String] {
+    static func weftArguments(node: String, offload: Bool = true) -> [String] {
         let own = node == "nodeA" ? "10.244.1.0/24" : "10.244.2.0/24"
-        let peer = node == "nodeA" ? "10.244.2.0/24=\(peerAddress ?? "198.18.0.2")" : "10.244.1.0/24=\(peerAddress ?? "198.18.0.1")"
+        let peer = node == "nodeA" ? "10.244.2.0/24=198.18.0.2" : "10.244.1.0/24=198.18.0.1"
         return ["run", "--iface", "ul0", "--network", "10.244.0.0/16", "--subnet", own, "--peer", peer, "--workers", "2"]
+            + (offload ? [] : ["--no-offload"])
     }
 
     init(podMTU: Int? = nil) throws {
