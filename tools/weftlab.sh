@@ -8,15 +8,15 @@ WEFT_PIDS=()
 wl_lab() { "$REPO/tools/lab" "$@"; }
 wl_exec() { local node="$1"; shift; "$REPO/tools/lab" exec --prefix "$PREFIX" "$node" -- "$@"; }
 
-# Resolve WEFT_BIN to an absolute path; build it (release) if missing.
+# Resolve WEFT_BIN to an absolute path. Without WEFT_BIN, build the release binary
+# (an up-to-date build is a no-op), so a stale binary is never measured.
 wl_weft_bin() {
   local bin="${WEFT_BIN:-.build/release/weft}"
   [[ "$bin" == /* ]] || bin="$REPO/$bin"
-  if [[ ! -x "$bin" ]]; then
-    if [[ -n "${WEFT_BIN:-}" ]]; then
-      echo "weft binary '$bin' (WEFT_BIN) not found or not executable" >&2; return 1
-    fi
-    echo "weft binary not found at $bin; building: swift build -c release --product weft" >&2
+  if [[ -n "${WEFT_BIN:-}" ]]; then
+    [[ -x "$bin" ]] || { echo "weft binary '$bin' (WEFT_BIN) not found or not executable" >&2; return 1; }
+  else
+    echo "building: swift build -c release --product weft" >&2
     (cd "$REPO" && swift build -c release --product weft) >&2
     [[ -x "$bin" ]] || { echo "build did not produce $bin" >&2; return 1; }
   fi
@@ -25,12 +25,13 @@ wl_weft_bin() {
 
 # wl_start_weft NODE SUBNET PEER: start `weft run` in P-NODE in the background
 # under timeout (generous bound; SIGTERM from us is forwarded by timeout).
+# Extra flags for weft run come from the array WEFT_EXTRA_ARGS (e.g. --no-offload).
 wl_start_weft() {
   local node="$1" subnet="$2" peer="$3" bound="${WEFT_MAX_SECONDS:-600}"
   # Not via a shell function: $! must be the PID of timeout itself
   # (tools/lab exec execs ip netns exec, which execs timeout).
   "$REPO/tools/lab" exec --prefix "$PREFIX" "$node" -- timeout -k 5 "$bound" "$WEFT" run --iface ul0 --network 10.244.0.0/16 \
-    --subnet "$subnet" --peer "$peer" >"$WORKDIR/weft-$node.log" 2>&1 &
+    --subnet "$subnet" --peer "$peer" ${WEFT_EXTRA_ARGS[@]+"${WEFT_EXTRA_ARGS[@]}"} >"$WORKDIR/weft-$node.log" 2>&1 &
   WEFT_PIDS+=($!)
 }
 

@@ -77,21 +77,34 @@ public enum InternetChecksum {
     /// Each piece must start at an even offset of the whole it belongs to.
     public static func partialSum(_ bytes: UnsafeRawBufferPointer, initial: UInt16 = 0) -> UInt16 {
         guard let base = bytes.baseAddress else { return initial }
-        // A 64-bit accumulator cannot overflow for any buffer that fits in memory when adding 16-bit words.
-        var sum = UInt64(initial)
+        // The one's-complement sum does not depend on byte order (RFC 1071 §2(B)): sum the bytes as
+        // native 32-bit words, which the CPU loads directly, and convert the folded result once
+        // (`.bigEndian` swaps on little-endian hosts, and is the identity on big-endian ones). A 64-bit accumulator of 32-bit words cannot overflow below 16 GiB. This
+        // loop touches every payload byte of a segmented or joined super-packet, so it matters.
+        var sum = UInt64(initial.bigEndian)
+        var second: UInt64 = 0
         var offset = 0
-        let evenCount = bytes.count & ~1
-        while offset < evenCount {
-            sum &+= UInt64(UInt16(bigEndian: base.loadUnaligned(fromByteOffset: offset, as: UInt16.self)))
+        let count = bytes.count
+        while offset + 16 <= count {
+            sum &+= UInt64(base.loadUnaligned(fromByteOffset: offset, as: UInt32.self))
+            second &+= UInt64(base.loadUnaligned(fromByteOffset: offset + 4, as: UInt32.self))
+            sum &+= UInt64(base.loadUnaligned(fromByteOffset: offset + 8, as: UInt32.self))
+            second &+= UInt64(base.loadUnaligned(fromByteOffset: offset + 12, as: UInt32.self))
+            offset += 16
+        }
+        sum &+= second
+        while offset + 2 <= count {
+            sum &+= UInt64(base.loadUnaligned(fromByteOffset: offset, as: UInt16.self))
             offset += 2
         }
-        if evenCount != bytes.count {
-            sum &+= UInt64(base.load(fromByteOffset: evenCount, as: UInt8.self)) << 8
+        if offset < count {
+            // A lone last byte is the high byte of a big-endian word.
+            sum &+= UInt64((UInt16(base.load(fromByteOffset: offset, as: UInt8.self)) << 8).bigEndian)
         }
         while sum > 0xFFFF {
             sum = (sum & 0xFFFF) &+ (sum >> 16)
         }
-        return UInt16(truncatingIfNeeded: sum)
+        return UInt16(truncatingIfNeeded: sum).bigEndian
     }
 
     /// One's-complement addition of two partial sums (end-around carry), as RFC 1071 combines pieces.

@@ -1,4 +1,3 @@
-import ArgumentParser
 import Dispatch
 import Glibc
 import Logging
@@ -57,7 +56,12 @@ final class Node: @unchecked Sendable {
 
     /// Resolves the underlay, binds the socket, creates flannel0 and starts forwarding.
     static func start(_ settings: RunSettings, logger: Logger) throws -> Node {
-        let ifaceName = try settings.iface ?? NetworkInterface.defaultRouteInterfaceName()
+        let ifaceName: String
+        do {
+            ifaceName = try settings.iface ?? NetworkInterface.defaultRouteInterfaceName()
+        } catch {
+            throw RunError("no --iface given and no default route to take it from: \(error)")
+        }
         let underlay: NetworkInterface
         do {
             underlay = try NetworkInterface.named(ifaceName)
