@@ -23,6 +23,9 @@ let package = Package(
         .target(name: "WeftLinux", dependencies: ["CWeftLinux", "WeftCore"]),
         // Threads that move packets between the TUN and the UDP socket.
         .target(name: "WeftDataPath", dependencies: ["WeftCore", "WeftLinux"]),
+        // Subnet leases as flanneld keeps them: net config, lease keys and values, subnet.env,
+        // subnet choice, and the registries that store leases. Never touches packets.
+        .target(name: "WeftRegistry", dependencies: ["WeftCore"]),
         .executableTarget(
             name: "weft",
             dependencies: [
@@ -33,6 +36,7 @@ let package = Package(
         ),
         .testTarget(name: "WeftCoreTests", dependencies: ["WeftCore"]),
         .testTarget(name: "WeftLinuxTests", dependencies: ["WeftLinux", "WeftCore"]),
+        .testTarget(name: "WeftRegistryTests", dependencies: ["WeftRegistry", "WeftCore"]),
         .testTarget(name: "WeftIntegrationTests", dependencies: ["WeftCore"]),
     ],
     swiftLanguageModes: [.v6]
