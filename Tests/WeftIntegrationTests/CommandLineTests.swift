@@ -20,6 +20,13 @@ struct CommandLineTests {
         #expect(result.errorOutput.hasPrefix("weft: ") && result.errorOutput.contains(mention), "\(result.errorOutput)")
     }
 
+    @Test("flanneld's variables set flanneld's flags: FLANNELD_PUBLIC_IP is checked like --public-ip")
+    func environmentVariables() throws {
+        let result = try run(["FLANNELD_PUBLIC_IP=198.18.0.300", Environment.weftBinary, "run", "--network", "10.244.0.0/16", "--subnet", "10.244.1.0/24"], timeout: 20)
+        #expect(result.status != 0)
+        #expect(result.errorOutput.contains("--public-ip '198.18.0.300' is not an IPv4 address"), "\(result)")
+    }
+
     @Test("--help explains run's flags, including flanneld's environment variables")
     func help() throws {
         let result = try run([Environment.weftBinary, "run", "--help"], timeout: 20)

@@ -156,9 +156,10 @@ final class Lab: @unchecked Sendable {
         return process
     }
 
-    /// Starts `weft` in a node and waits until its TUN is up.
-    func startWeft(_ node: String, _ arguments: [String]) throws -> BackgroundProcess {
-        let weft = try spawn(node, [Environment.weftBinary] + arguments)
+    /// Starts `weft` in a node and waits until its TUN is up. `environment` entries are
+    /// NAME=value assignments for it.
+    func startWeft(_ node: String, _ arguments: [String], environment: [String] = []) throws -> BackgroundProcess {
+        let weft = try spawn(node, ["env"] + environment + [Environment.weftBinary] + arguments)
         try waitForLink("flannel0", in: node, process: weft)
         return weft
     }
