@@ -68,7 +68,7 @@ struct RunCommand: ParsableCommand {
     @Flag(help: "Move one packet per system call: no TUN segmentation offload, no UDP GSO/GRO. The wire format is the same either way.")
     var noOffload = false
 
-    @Option(help: "trace, debug, info, notice, warning, error or critical.")
+    @Option(help: "How much to log on stderr.")
     var logLevel: Logger.Level = .info
 
     func validate() throws {
