@@ -1,0 +1,111 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+extension FileRegistry {
+    /// Events under `prefix` with revision > `revision`, in revision order, read by polling
+    /// `events.log` every `pollInterval`. Every `sweepInterval` the watcher also looks for expired
+    /// entries and, if it finds one, deletes it under the lock so the delete reaches every watcher
+    /// through the log. Finishes with `.compacted` if the log no longer holds the next event
+    /// (the caller re-lists and watches from the list's revision), and when the consuming task is
+    /// cancelled.
+    public func watch(prefix: String, after revision: Int64) -> AsyncThrowingStream<RegistryEvent, Error> {
+        AsyncThrowingStream { continuation in
+            let task = Task {
+                var cursor = LogCursor(lastRevision: revision)
+                var lastSweep = ContinuousClock.now - .seconds(3600)
+                do {
+                    while !Task.isCancelled {
+                        if ContinuousClock.now - lastSweep >= .seconds(sweepInterval) {
+                            lastSweep = .now
+                            // A read-only watcher cannot delete; it still sees deletes made by others.
+                            _ = try? await offload {
+                                if try self.hasExpiredEntries() { try self.mutate { _ in } }
+                            }
+                        }
+                        let (events, next) = try await offload { [cursor] in try self.poll(cursor) }
+                        cursor = next
+                        for event in events where event.key.hasPrefix(prefix) {
+                            continuation.yield(event)
+                        }
+                        try await Task.sleep(for: .seconds(pollInterval))
+                    }
+                    continuation.finish()
+                } catch is CancellationError {
+                    continuation.finish()
+                } catch {
+                    continuation.finish(throwing: error)
+                }
+            }
+            continuation.onTermination = { _ in task.cancel() }
+        }
+    }
+
+    /// Where a watcher is in the log. The log is appended in place and replaced (new inode) when
+    /// trimmed, so the byte offset is only meaningful for the file identified by `device`/`inode`.
+    struct LogCursor: Sendable {
+        var lastRevision: Int64
+        var device: UInt64 = 0
+        var inode: UInt64 = 0
+        var offset: Int64 = 0
+        var opened = false
+    }
+
+    /// Reads the log lines added since `cursor`, under the shared lock so no line is half written.
+    func poll(_ cursor: LogCursor) throws -> ([RegistryEvent], LogCursor) {
+        try withLock(exclusive: false) {
+            var cursor = cursor
+            let fd = open(logPath, O_RDONLY | O_CLOEXEC)
+            if fd < 0 {
+                guard errno == ENOENT else { throw FileRegistryIO.unavailable(logPath) }
+                // No log: fine while nothing was written after our revision, else those events are gone.
+                let current = try readRevision()
+                if current > cursor.lastRevision { throw RegistryError.compacted(revision: current + 1) }
+                return ([], cursor)
+            }
+            defer { close(fd) }
+            var info = stat()
+            guard fstat(fd, &info) == 0 else { throw FileRegistryIO.unavailable(logPath) }
+            var fresh = false
+            if !cursor.opened || UInt64(info.st_dev) != cursor.device || UInt64(info.st_ino) != cursor.inode
+                || Int64(info.st_size) < cursor.offset {
+                // First read, or the log was trimmed (replaced): start over and check for a gap.
+                cursor.opened = true
+                cursor.device = UInt64(info.st_dev)
+                cursor.inode = UInt64(info.st_ino)
+                cursor.offset = 0
+                fresh = true
+            }
+            let bytes = try FileRegistryIO.readToEnd(fd, from: cursor.offset, path: logPath)
+            var events: [RegistryEvent] = []
+            var lineStart = 0
+            while let newline = bytes[lineStart...].firstIndex(of: UInt8(ascii: "\n")) {
+                let line = bytes[lineStart..<newline]
+                let location = "\(logPath) at byte \(cursor.offset + Int64(lineStart))"
+                lineStart = newline + 1
+                if line.isEmpty { continue }
+                let event = try FileRegistryFormat.decodeEvent(line, location: location)
+                if fresh {
+                    fresh = false
+                    // Each revision has exactly one line, so a first line past the next revision we
+                    // need means the events in between were trimmed away.
+                    if event.revision > cursor.lastRevision + 1 {
+                        throw RegistryError.compacted(revision: event.revision)
+                    }
+                }
+                if event.revision > cursor.lastRevision {
+                    events.append(event)
+                    cursor.lastRevision = event.revision
+                }
+            }
+            // A trailing partial line (left by a crashed writer) is re-read next time, by then cut.
+            cursor.offset += Int64(lineStart)
+            if fresh {
+                let current = try readRevision()
+                if current > cursor.lastRevision { throw RegistryError.compacted(revision: current + 1) }
+            }
+            return (events, cursor)
+        }
+    }
+}
