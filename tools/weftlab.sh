@@ -26,12 +26,24 @@ wl_weft_bin() {
 # wl_start_weft NODE SUBNET PEER: start `weft run` in P-NODE in the background
 # under timeout (generous bound; SIGTERM from us is forwarded by timeout).
 # Extra flags for weft run come from the array WEFT_EXTRA_ARGS (e.g. --no-offload).
+# WEFT_LEASES=registry: no --subnet/--peer; the nodes lease their subnets from a file
+# registry in $WORKDIR/registry, as flanneld does from etcd. The lab's pods are wired for
+# SUBNET, so each node's subnet.env names it as its previous subnet, which a node
+# takes again when it is free (flanneld's restart rule). Default: static peers.
 wl_start_weft() {
-  local node="$1" subnet="$2" peer="$3" bound="${WEFT_MAX_SECONDS:-600}"
+  local node="$1" subnet="$2" peer="$3" bound="${WEFT_MAX_SECONDS:-600}" leases=()
+  if [[ "${WEFT_LEASES:-static}" == registry ]]; then
+    local env="$WORKDIR/subnet-$node.env" base="${subnet%/*}"
+    printf 'FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=%s.1/%s\nFLANNEL_MTU=1472\nFLANNEL_IPMASQ=false\n' \
+      "${base%.*}" "${subnet#*/}" >"$env"
+    leases=(--subnet-dir "$WORKDIR/registry" --subnet-file "$env")
+  else
+    leases=(--subnet "$subnet" --peer "$peer")
+  fi
   # Not via a shell function: $! must be the PID of timeout itself
   # (tools/lab exec execs ip netns exec, which execs timeout).
   "$REPO/tools/lab" exec --prefix "$PREFIX" "$node" -- timeout -k 5 "$bound" "$WEFT" run --iface ul0 --network 10.244.0.0/16 \
-    --subnet "$subnet" --peer "$peer" ${WEFT_EXTRA_ARGS[@]+"${WEFT_EXTRA_ARGS[@]}"} >"$WORKDIR/weft-$node.log" 2>&1 &
+    "${leases[@]}" ${WEFT_EXTRA_ARGS[@]+"${WEFT_EXTRA_ARGS[@]}"} >"$WORKDIR/weft-$node.log" 2>&1 &
   WEFT_PIDS+=($!)
 }
 

@@ -5,15 +5,14 @@ import Synchronization
 import WeftCore
 import WeftDataPath
 import WeftLinux
+import WeftRegistry
 
 /// Everything `weft run` needs after parsing, with defaults applied.
 struct RunSettings {
     var iface: String?
-    var network: IPv4Prefix
-    var subnet: IPv4Prefix
-    var staticPeers: [Route]
-    var peersFile: String?
-    var port: UInt16
+    var leases: LeaseSource
+    /// nil: 8285 with static peers, the net config's Backend.Port with a registry.
+    var port: UInt16?
     var publicIP: IPv4Address?
     var tunName: String
     var workers: Int
@@ -22,39 +21,74 @@ struct RunSettings {
     var logLevel: Logger.Level
 }
 
-/// A running node: its devices, its forwarder and the signals that steer it.
+/// Where this node's subnet and its peers come from.
+enum LeaseSource {
+    /// Given on the command line (`--subnet`, `--peer`, `--peers-file`).
+    case fixed(network: IPv4Prefix, subnet: IPv4Prefix, peers: [Route], peersFile: String?)
+    /// Leased from a registry, as flanneld does.
+    case registry(RegistrySettings)
+}
+
+/// A registry and flanneld's lease options.
+struct RegistrySettings {
+    enum Store {
+        case directory(String)
+    }
+    var store: Store
+    var prefix: String
+    var subnetFile: String
+    var renewMargin: Double
+    /// Written as the net config when the registry has none.
+    var initialNetwork: IPv4Prefix?
+}
+
+/// The subnet this node serves and the peers it starts with.
+private struct Assignment {
+    var network: IPv4Prefix
+    var subnet: IPv4Prefix
+    var port: UInt16
+    var peers: [Route]
+    var leases: (manager: LeaseManager, lease: SubnetLease, subnetFile: String)?
+}
+
+/// A running node: its devices, its forwarder, its lease and the signals that steer it.
 final class Node: @unchecked Sendable {
-    enum Outcome { case signalled, failed(String) }
+    enum Outcome { case signalled, leaseLost, failed(String) }
 
     private let settings: RunSettings
+    private let assignment: Assignment
     private let logger: Logger
     private let tun: TunDevice
     private let socket: UDPSocket
     private let routes: RouteTableStore
     private let forwarder: Forwarder
-    /// Signalled by SIGINT/SIGTERM and by a data-path failure.
+    /// Signalled by SIGINT/SIGTERM, a lost lease and a data-path failure.
     private let stopRequest: DispatchSemaphore
     private let failure: Failure
+    private let leaseLost = Atomic<Bool>(false)
     private var signalSources: [DispatchSourceSignal] = []
     private let signalQueue = DispatchQueue(label: "weft.signals")
+    private var maintenance: Task<Void, Never>?
 
     /// The first data-path failure, kept for the exit message.
     final class Failure: Sendable {
         let message = Mutex<String?>(nil)
     }
 
-    private init(settings: RunSettings, logger: Logger, tun: TunDevice, socket: UDPSocket, routes: RouteTableStore, forwarder: Forwarder, stopRequest: DispatchSemaphore, failure: Failure) {
-        self.stopRequest = stopRequest
-        self.failure = failure
+    private init(settings: RunSettings, assignment: Assignment, logger: Logger, tun: TunDevice, socket: UDPSocket, routes: RouteTableStore, forwarder: Forwarder, stopRequest: DispatchSemaphore, failure: Failure) {
         self.settings = settings
+        self.assignment = assignment
         self.logger = logger
         self.tun = tun
         self.socket = socket
         self.routes = routes
         self.forwarder = forwarder
+        self.stopRequest = stopRequest
+        self.failure = failure
     }
 
-    /// Resolves the underlay, binds the socket, creates flannel0 and starts forwarding.
+    /// Resolves the underlay, gets the subnet, binds the socket, creates flannel0 and starts
+    /// forwarding (and, with a registry, renewing the lease and following the peers).
     static func start(_ settings: RunSettings, logger: Logger) throws -> Node {
         let ifaceName: String
         do {
@@ -75,17 +109,21 @@ final class Node: @unchecked Sendable {
         guard pathMTU >= 576 else {
             throw RunError("interface \(ifaceName) has MTU \(underlay.mtu); the overlay needs at least 604")
         }
+        let publicIP = settings.publicIP ?? bindAddress
+        let assignment = try assign(settings, publicIP: publicIP, logger: logger)
+        let port = assignment.port
+
         // Bound to the interface's address, never 0.0.0.0 (flannel #398), so datagrams leave with
         // source port = destination port.
         let socket: UDPSocket
         do {
-            socket = try UDPSocket(bindTo: bindAddress, port: settings.port)
+            socket = try UDPSocket(bindTo: bindAddress, port: port)
         } catch {
-            throw RunError("cannot bind UDP \(bindAddress):\(settings.port): \(error)")
+            throw RunError("cannot bind UDP \(bindAddress):\(port): \(error)")
         }
         let tun: TunDevice
         do {
-            tun = try OverlayDevice.create(name: settings.tunName, network: settings.network, subnet: settings.subnet, underlayMTU: underlay.mtu, offloads: settings.offloads)
+            tun = try OverlayDevice.create(name: settings.tunName, network: assignment.network, subnet: assignment.subnet, underlayMTU: underlay.mtu, offloads: settings.offloads)
         } catch {
             socket.close()
             throw RunError("cannot set up TUN \(settings.tunName): \(error) (weft run needs root or CAP_NET_ADMIN and /dev/net/tun)")
@@ -98,11 +136,11 @@ final class Node: @unchecked Sendable {
             } catch {
                 tun.close()
                 socket.close()
-                throw RunError("cannot enable UDP GRO on \(bindAddress):\(settings.port): \(error) (try --no-offload)")
+                throw RunError("cannot enable UDP GRO on \(bindAddress):\(port): \(error) (try --no-offload)")
             }
         }
-        let routes = RouteTableStore(RouteTable(settings.staticPeers))
-        let policy = ForwardingPolicy(localSubnet: settings.subnet, pathMTU: pathMTU, checkPeerAddress: settings.checkPeerAddress)
+        let routes = RouteTableStore(RouteTable(assignment.peers))
+        let policy = ForwardingPolicy(localSubnet: assignment.subnet, pathMTU: pathMTU, checkPeerAddress: settings.checkPeerAddress)
         let failure = Failure()
         let stopRequest = DispatchSemaphore(value: 0)
         let forwarder: Forwarder
@@ -110,7 +148,7 @@ final class Node: @unchecked Sendable {
             forwarder = try Forwarder(
                 tunnel: tun, transport: socket, routes: routes,
                 configuration: ForwarderConfiguration(
-                    policy: policy, port: settings.port, workers: settings.workers,
+                    policy: policy, port: port, workers: settings.workers,
                     offloads: settings.offloads, segmentationOffload: segmentationOffload)
             ) { message in
                 failure.message.withLock { if $0 == nil { $0 = message } }
@@ -121,14 +159,78 @@ final class Node: @unchecked Sendable {
             socket.close()
             throw RunError("cannot start the data path: \(error)")
         }
-        let node = Node(settings: settings, logger: logger, tun: tun, socket: socket, routes: routes, forwarder: forwarder, stopRequest: stopRequest, failure: failure)
+        if let leases = assignment.leases {
+            do {
+                // flanneld writes subnet.env once the backend is up, for the CNI plugin.
+                try SubnetEnvironmentFile.write(to: leases.subnetFile, network: assignment.network, subnet: assignment.subnet, mtu: pathMTU, ipMasquerade: false)
+            } catch {
+                tun.close()
+                socket.close()
+                throw RunError("cannot write \(leases.subnetFile): \(error)")
+            }
+        }
+        let node = Node(settings: settings, assignment: assignment, logger: logger, tun: tun, socket: socket, routes: routes, forwarder: forwarder, stopRequest: stopRequest, failure: failure)
         node.installSignalHandlers()
         forwarder.start()
-        logger.info("forwarding \(settings.subnet) on \(tun.name) (mtu \(pathMTU)) via \(ifaceName) \(bindAddress):\(settings.port); public ip \(settings.publicIP ?? bindAddress); \(settings.staticPeers.count) peer(s), \(settings.workers) worker(s), offloads \(settings.offloads ? (segmentationOffload ? "TSO+GSO+GRO" : "TSO+GRO") : "off")")
-        for route in routes.current.routes {
-            logger.debug("route \(route.subnet) via \(route.nextHop):\(settings.port)")
-        }
+        node.startLeaseMaintenance()
+        logger.info("forwarding \(assignment.subnet) on \(tun.name) (mtu \(pathMTU)) via \(ifaceName) \(bindAddress):\(port); public ip \(publicIP); \(assignment.peers.count) peer(s), \(settings.workers) worker(s), offloads \(settings.offloads ? (segmentationOffload ? "TSO+GSO+GRO" : "TSO+GRO") : "off")")
         return node
+    }
+
+    /// The subnet and first peers, from the command line or from a lease.
+    private static func assign(_ settings: RunSettings, publicIP: IPv4Address, logger: Logger) throws -> Assignment {
+        switch settings.leases {
+        case .fixed(let network, let subnet, let peers, _):
+            return Assignment(network: network, subnet: subnet, port: settings.port ?? NetworkConfig.defaultUDPPort, peers: peers, leases: nil)
+        case .registry(let registrySettings):
+            let registry: any SubnetRegistry
+            switch registrySettings.store {
+            case .directory(let path):
+                let files = FileRegistry(directory: path)
+                do {
+                    try files.prepare()
+                } catch {
+                    throw RunError("subnet registry \(path): \(error)")
+                }
+                registry = files
+            }
+            let manager = LeaseManager(
+                registry: registry,
+                configuration: LeaseManagerConfiguration(
+                    prefix: registrySettings.prefix, publicIP: publicIP, renewMargin: registrySettings.renewMargin,
+                    previousSubnet: SubnetEnvironmentFile.previousSubnet(at: registrySettings.subnetFile)),
+                log: { message in logger.info("\(message)") })
+            let initialConfig = registrySettings.initialNetwork.map { Array(#"{"Network":"\#($0)","Backend":{"Type":"udp"}}"#.utf8) }
+            let (config, lease, peers) = try blockingAwait {
+                let config = try await manager.loadConfig(creatingIfMissing: initialConfig)
+                let lease = try await manager.acquire(config: config)
+                let peers = try await manager.listLeases().0
+                    .filter { $0.subnet != lease.subnet }
+                    .map { Route(subnet: $0.subnet, nextHop: $0.publicIP) }
+                return (config, lease, peers)
+            }
+            if let port = settings.port, port != config.port {
+                throw RunError("--port \(port) differs from the net config's Backend.Port \(config.port): every node must use the same port")
+            }
+            return Assignment(network: config.network, subnet: lease.subnet, port: config.port, peers: peers, leases: (manager, lease, registrySettings.subnetFile))
+        }
+    }
+
+    /// Renews the lease and follows the peers; a lost lease stops the node, as in flanneld.
+    private func startLeaseMaintenance() {
+        guard let leases = assignment.leases else { return }
+        let routes = self.routes
+        let logger = self.logger
+        maintenance = Task.detached { [self] in
+            let ending = await leases.manager.maintain(leases.lease) { peers in
+                routes.replace(with: RouteTable(peers))
+                logger.info("peers changed: \(peers.count) route(s)")
+            }
+            if ending == .leaseLost {
+                leaseLost.store(true, ordering: .releasing)
+                stopRequest.signal()
+            }
+        }
     }
 
     private func installSignalHandlers() {
@@ -145,14 +247,14 @@ final class Node: @unchecked Sendable {
 
     /// SIGHUP: re-reads the peers file and swaps in a new route table while traffic flows.
     private func reloadPeers() {
-        guard let path = settings.peersFile else {
+        guard case .fixed(let network, let subnet, let fixedPeers, let peersFile) = settings.leases, let path = peersFile else {
             logger.notice("SIGHUP ignored: no --peers-file to re-read")
             return
         }
         do {
             var peers = try PeerSpecification.load(path)
-            peers = settings.staticPeers.filter { fixed in !peers.contains { $0.subnet == fixed.subnet } } + peers
-            try PeerSpecification.check(peers, network: settings.network, ownSubnet: settings.subnet)
+            peers = fixedPeers.filter { fixed in !peers.contains { $0.subnet == fixed.subnet } } + peers
+            try PeerSpecification.check(peers, network: network, ownSubnet: subnet)
             routes.replace(with: RouteTable(peers))
             logger.info("peers reloaded from \(path): \(routes.current.count) route(s)")
         } catch {
@@ -160,19 +262,46 @@ final class Node: @unchecked Sendable {
         }
     }
 
-    /// Blocks until SIGINT/SIGTERM or a data-path failure.
+    /// Blocks until SIGINT/SIGTERM, a lost lease or a data-path failure.
     func waitForStop() -> Outcome {
         stopRequest.wait()
         if let message = failure.message.withLock({ $0 }) { return .failed(message) }
+        if leaseLost.load(ordering: .acquiring) { return .leaseLost }
         return .signalled
     }
 
-    /// Stops the threads, removes flannel0 (and with it its address and route), closes the socket.
+    /// Stops the threads, removes flannel0 (and with it its address and route), closes the
+    /// socket. The lease stays in the registry, so a restarted node gets the same subnet.
     func shutDown() -> CounterSnapshot {
         for source in signalSources { source.cancel() }
+        maintenance?.cancel()
         forwarder.stop()
         tun.close()
         socket.close()
         return forwarder.counters.snapshot()
     }
+}
+
+/// Runs async registry work from the synchronous start-up path and waits for it.
+private func blockingAwait<T: Sendable>(_ operation: @escaping @Sendable () async throws -> T) throws -> T {
+    let box = ResultBox<T>()
+    let done = DispatchSemaphore(value: 0)
+    Task.detached {
+        do {
+            box.result = .success(try await operation())
+        } catch {
+            box.result = .failure(error)
+        }
+        done.signal()
+    }
+    done.wait()
+    switch box.result! {
+    case .success(let value): return value
+    case .failure(let error): throw RunError("\(error)")
+    }
+}
+
+/// Written by one task before it signals, read after the wait: the semaphore orders the two.
+private final class ResultBox<T>: @unchecked Sendable {
+    var result: Result<T, Error>?
 }

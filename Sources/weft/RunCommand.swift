@@ -6,23 +6,36 @@ import Synchronization
 import WeftCore
 import WeftDataPath
 import WeftLinux
+import WeftRegistry
 
 /// `weft run`: this node's forwarder, with its peers given on the command line or in a file.
 struct RunCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "run",
-        abstract: "Forward this node's overlay traffic to its peers (static peers).",
+        abstract: "Forward this node's overlay traffic to its peers.",
         discussion: """
             Sets the node up as flanneld's udp backend does: a TUN device (flannel0) with the \
             subnet's network address as a /32, MTU = underlay MTU - 28, a route for the whole \
             overlay network through it, and one UDP socket bound to the underlay interface's \
-            address and --port. Then it carries packets until SIGINT or SIGTERM, removes what it \
+            address and port. Then it carries packets until SIGINT or SIGTERM, removes what it \
             created, prints a one-line counter summary and exits 0.
 
-            Flags that flanneld also has keep flanneld's names and can be set from the \
-            environment: FLANNELD_IFACE, FLANNELD_PUBLIC_IP.
+            The subnet and the peers come from one of two places:
+              - a registry, as flanneld does (without --subnet): the embedded file registry in \
+            --subnet-dir, shared by every node that can reach the directory. The node leases a \
+            subnet (its own again after a restart), writes --subnet-file for the CNI plugin, \
+            renews the lease and follows the other nodes' leases while traffic flows. The net \
+            config (flannel's JSON) is read from <prefix>/config; --network writes one if \
+            there is none.
+              - the command line (with --subnet): --peer and --peers-file (re-read on SIGHUP).
 
-            Example (node A of two):
+            Flags that flanneld also has keep flanneld's names and can be set from the \
+            environment as FLANNELD_<NAME>: FLANNELD_IFACE, FLANNELD_PUBLIC_IP, \
+            FLANNELD_SUBNET_FILE, FLANNELD_SUBNET_LEASE_RENEW_MARGIN, FLANNELD_ETCD_PREFIX. \
+            flanneld flags that Weft does not implement are refused.
+
+            Examples:
+              weft run --iface ul0 --subnet-dir /var/lib/weft/registry --network 10.244.0.0/16
               weft run --iface ul0 --network 10.244.0.0/16 --subnet 10.244.1.0/24 \\
                        --peer 10.244.2.0/24=198.18.0.2
             """
@@ -33,23 +46,43 @@ struct RunCommand: ParsableCommand {
         valueName: "name"))
     var iface: String?
 
-    @Option(help: ArgumentHelp("The overlay network, flannel's Network (e.g. 10.244.0.0/16).", valueName: "cidr"))
-    var network: String
+    @Option(help: ArgumentHelp(
+        "The overlay network, flannel's Network (e.g. 10.244.0.0/16). With a registry: the net config to write when it has none.",
+        valueName: "cidr"))
+    var network: String?
 
-    @Option(help: ArgumentHelp("This node's subnet, inside --network (e.g. 10.244.1.0/24).", valueName: "cidr"))
-    var subnet: String
+    @Option(help: ArgumentHelp("This node's subnet, inside --network (e.g. 10.244.1.0/24): static mode, no registry.", valueName: "cidr"))
+    var subnet: String?
 
     @Option(name: .customLong("peer"), help: ArgumentHelp(
-        "A peer node: its subnet and public IP. Repeat for each peer.", valueName: "subnet=ip"))
+        "Static mode: a peer node, its subnet and public IP. Repeat for each peer.", valueName: "subnet=ip"))
     var peers: [String] = []
 
     @Option(help: ArgumentHelp(
-        "A file of peers, one subnet=ip per line (# comments allowed), added to --peer and re-read on SIGHUP while traffic flows.",
+        "Static mode: a file of peers, one subnet=ip per line (# comments allowed), added to --peer and re-read on SIGHUP while traffic flows.",
         valueName: "path"))
     var peersFile: String?
 
-    @Option(help: "UDP port of every node, flannel's Backend.Port.")
-    var port: UInt16 = 8285
+    @Option(help: ArgumentHelp(
+        "The embedded file registry: a directory shared by the nodes (created if missing).",
+        valueName: "path"))
+    var subnetDir = "/var/lib/weft/registry"
+
+    @Option(help: ArgumentHelp("Key prefix of the net config and the leases (env FLANNELD_ETCD_PREFIX).", valueName: "prefix"))
+    var etcdPrefix: String?
+
+    @Option(help: ArgumentHelp(
+        "Where to write FLANNEL_NETWORK, FLANNEL_SUBNET, FLANNEL_MTU and FLANNEL_IPMASQ for the CNI plugin (env FLANNELD_SUBNET_FILE). Default: /run/flannel/subnet.env",
+        valueName: "path"))
+    var subnetFile: String?
+
+    @Option(help: ArgumentHelp(
+        "Renew the 24 h lease this many minutes before it expires, 1 to 1439 (env FLANNELD_SUBNET_LEASE_RENEW_MARGIN). Default: 60",
+        valueName: "minutes"))
+    var subnetLeaseRenewMargin: Int?
+
+    @Option(help: "UDP port of every node, flannel's Backend.Port. Default: 8285, or the net config's with a registry.")
+    var port: UInt16?
 
     @Option(name: .customLong("public-ip"), help: ArgumentHelp(
         "The address peers reach this node at (env FLANNELD_PUBLIC_IP). Default: the interface's address. Set it behind NAT.",
@@ -86,6 +119,9 @@ struct RunCommand: ParsableCommand {
         let node = try Node.start(settings, logger: logger)
         let outcome = node.waitForStop()
         let summary = node.shutDown()
+        if case .leaseLost = outcome {
+            logger.notice("our lease was deleted from the registry: stopping, as flanneld does")
+        }
         print("weft: stopped; \(summary.summaryLine)")
         if case .failed(let message) = outcome {
             throw RunError(message)
@@ -94,11 +130,63 @@ struct RunCommand: ParsableCommand {
 
     private func settings() throws -> RunSettings {
         let environment = Environment()
-        guard let network = IPv4Prefix(self.network) else {
-            throw ValidationError("--network '\(self.network)' is not an IPv4 network in CIDR form (e.g. 10.244.0.0/16)")
+        let publicIPText = publicIP ?? environment["FLANNELD_PUBLIC_IP"]
+        var publicAddress: IPv4Address?
+        if let publicIPText {
+            guard let address = IPv4Address(publicIPText) else {
+                throw ValidationError("--public-ip '\(publicIPText)' is not an IPv4 address")
+            }
+            publicAddress = address
         }
-        guard let subnet = IPv4Prefix(self.subnet) else {
-            throw ValidationError("--subnet '\(self.subnet)' is not an IPv4 network in CIDR form (e.g. 10.244.1.0/24)")
+        var network: IPv4Prefix?
+        if let text = self.network {
+            guard let parsed = IPv4Prefix(text) else {
+                throw ValidationError("--network '\(text)' is not an IPv4 network in CIDR form (e.g. 10.244.0.0/16)")
+            }
+            network = parsed
+        }
+        if let workers, !(1...256).contains(workers) {
+            throw ValidationError("--workers must be between 1 and 256, not \(workers)")
+        }
+        if port == 0 { throw ValidationError("--port must not be 0: peers address each other at it") }
+        guard (1...15).contains(tunName.utf8.count) else {
+            throw ValidationError("--tun-name must be 1 to 15 characters")
+        }
+        return RunSettings(
+            iface: iface ?? environment["FLANNELD_IFACE"],
+            leases: try leaseSource(network: network, environment: environment),
+            port: port,
+            publicIP: publicAddress,
+            tunName: tunName,
+            workers: workers ?? max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))),
+            checkPeerAddress: !skipPeerAddressCheck,
+            offloads: !noOffload,
+            logLevel: logLevel
+        )
+    }
+
+    /// Static peers with --subnet; otherwise a registry.
+    private func leaseSource(network: IPv4Prefix?, environment: Environment) throws -> LeaseSource {
+        guard let subnetText = self.subnet else {
+            if !peers.isEmpty || peersFile != nil {
+                throw ValidationError("--peer and --peers-file need --subnet; without it the peers come from the registry")
+            }
+            let marginText = subnetLeaseRenewMargin.map(String.init) ?? environment["FLANNELD_SUBNET_LEASE_RENEW_MARGIN"] ?? "60"
+            guard let margin = Int(marginText), (1...1439).contains(margin) else {
+                throw ValidationError("--subnet-lease-renew-margin must be 1 to 1439 minutes, not \(marginText)")
+            }
+            return .registry(RegistrySettings(
+                store: .directory(subnetDir),
+                prefix: etcdPrefix ?? environment["FLANNELD_ETCD_PREFIX"] ?? "/coreos.com/network",
+                subnetFile: subnetFile ?? environment["FLANNELD_SUBNET_FILE"] ?? SubnetEnvironmentFile.defaultPath,
+                renewMargin: Double(margin) * 60,
+                initialNetwork: network))
+        }
+        guard let network else {
+            throw ValidationError("--subnet needs --network (static mode), or leave both to the registry")
+        }
+        guard let subnet = IPv4Prefix(subnetText) else {
+            throw ValidationError("--subnet '\(subnetText)' is not an IPv4 network in CIDR form (e.g. 10.244.1.0/24)")
         }
         guard network.contains(subnet), subnet.length > network.length else {
             throw ValidationError("--subnet \(subnet) must be a smaller network inside --network \(network)")
@@ -108,35 +196,7 @@ struct RunCommand: ParsableCommand {
             routes += try PeerSpecification.load(peersFile)
         }
         try PeerSpecification.check(routes, network: network, ownSubnet: subnet)
-        let publicIPText = publicIP ?? environment["FLANNELD_PUBLIC_IP"]
-        var publicAddress: IPv4Address?
-        if let publicIPText {
-            guard let address = IPv4Address(publicIPText) else {
-                throw ValidationError("--public-ip '\(publicIPText)' is not an IPv4 address")
-            }
-            publicAddress = address
-        }
-        if let workers, !(1...256).contains(workers) {
-            throw ValidationError("--workers must be between 1 and 256, not \(workers)")
-        }
-        guard port != 0 else { throw ValidationError("--port must not be 0: peers address each other at it") }
-        guard (1...15).contains(tunName.utf8.count) else {
-            throw ValidationError("--tun-name must be 1 to 15 characters")
-        }
-        return RunSettings(
-            iface: iface ?? environment["FLANNELD_IFACE"],
-            network: network,
-            subnet: subnet,
-            staticPeers: routes,
-            peersFile: peersFile,
-            port: port,
-            publicIP: publicAddress,
-            tunName: tunName,
-            workers: workers ?? max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))),
-            checkPeerAddress: !skipPeerAddressCheck,
-            offloads: !noOffload,
-            logLevel: logLevel
-        )
+        return .fixed(network: network, subnet: subnet, peers: routes, peersFile: peersFile)
     }
 }
 

@@ -22,6 +22,11 @@ struct Weft: ParsableCommand {
     /// A bad flag or a failed start is one line on stderr and a non-zero exit; `--help` and
     /// `--version` print in full.
     static func main() {
+        if let refusal = FlanneldFlags.refusal(arguments: Array(CommandLine.arguments.dropFirst()), environment: Environment()) {
+            var line = "weft: " + refusal + "\n"
+            line.withUTF8 { _ = Glibc.write(2, $0.baseAddress, $0.count) }
+            Glibc.exit(ExitCode.validationFailure.rawValue)
+        }
         do {
             var command = try parseAsRoot()
             try command.run()

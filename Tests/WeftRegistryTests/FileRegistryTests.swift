@@ -12,15 +12,6 @@ private final class ManualClock: Sendable {
     var function: @Sendable () -> Double { { self.now } }
 }
 
-/// A fresh directory for one test, removed afterwards whatever the outcome.
-private func withTemporaryDirectory<T>(_ body: (String) async throws -> T) async throws -> T {
-    var template = Array("/tmp/weft-registry-XXXXXX".utf8CString)
-    guard let made = mkdtemp(&template) else { throw RegistryError.unavailable("mkdtemp failed") }
-    let path = String(cString: made)
-    defer { try? FileManager.default.removeItem(atPath: path) }
-    return try await body(path)
-}
-
 /// The first `count` events of `stream`, failing if they take longer than `timeout` seconds.
 private func firstEvents(
     _ count: Int, of stream: AsyncThrowingStream<RegistryEvent, Error>, timeout: Double = 5

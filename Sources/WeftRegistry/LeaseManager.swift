@@ -1,0 +1,254 @@
+import Foundation
+import WeftCore
+
+/// What a node's lease manager needs besides its registry.
+public struct LeaseManagerConfiguration: Sendable {
+    /// flanneld's `--etcd-prefix`; the file registry uses the same keys.
+    public var prefix: String
+    /// The address peers reach this node at, stored in the lease as `PublicIP`.
+    public var publicIP: IPv4Address
+    /// Lease lifetime: flanneld's 24 h (`subnetTTL`).
+    public var ttl: Double
+    /// Renew this long before expiry: flanneld's `--subnet-lease-renew-margin` (60 min).
+    public var renewMargin: Double
+    /// The subnet a previous run recorded in subnet.env, tried first after our own lease.
+    public var previousSubnet: IPv4Prefix?
+
+    public init(prefix: String = "/coreos.com/network", publicIP: IPv4Address, ttl: Double = 86_400, renewMargin: Double = 3_600, previousSubnet: IPv4Prefix? = nil) {
+        self.prefix = prefix.hasSuffix("/") ? String(prefix.dropLast()) : prefix
+        self.publicIP = publicIP
+        self.ttl = ttl
+        self.renewMargin = renewMargin
+        self.previousSubnet = previousSubnet
+    }
+
+    var configKey: String { prefix + "/config" }
+    var subnetsPrefix: String { prefix + "/subnets/" }
+}
+
+/// Why `LeaseManager` could not give a node its subnet.
+public enum LeaseError: Error, CustomStringConvertible, Equatable {
+    case noConfig(key: String)
+    case badConfig(key: String, NetworkConfigError)
+    case networkFull(IPv4Prefix)
+    case lostEveryRace(attempts: Int)
+
+    public var description: String {
+        switch self {
+        case .noConfig(let key): "no net config at \(key) (give --network to create one)"
+        case .badConfig(let key, let error): "\(key): \(error)"
+        case .networkFull(let network): "no free subnet left in \(network)"
+        case .lostEveryRace(let attempts): "another node took each chosen subnet first, \(attempts) times in a row"
+        }
+    }
+}
+
+/// flanneld's subnet manager over any `SubnetRegistry`: reads the net config, acquires this
+/// node's lease, renews it, and turns the other nodes' leases into routes.
+///
+/// Fixes flanneld's v3 defects (flannel-udp.md §6.5): a lost create race is retried with the
+/// next choice (flanneld exits), and a failed renewal is retried every minute.
+public final class LeaseManager: Sendable {
+    public let registry: any SubnetRegistry
+    public let configuration: LeaseManagerConfiguration
+    private let log: @Sendable (String) -> Void
+
+    /// flanneld's `raceRetries`.
+    public static let acquireAttempts = 10
+
+    public init(registry: any SubnetRegistry, configuration: LeaseManagerConfiguration, log: @escaping @Sendable (String) -> Void = { _ in }) {
+        self.registry = registry
+        self.configuration = configuration
+        self.log = log
+    }
+
+    /// The net config at `<prefix>/config`. When there is none and `initial` is given, it is
+    /// written first (create-if-absent, so two nodes starting together agree on one).
+    public func loadConfig(creatingIfMissing initial: [UInt8]? = nil) async throws -> NetworkConfig {
+        let key = configuration.configKey
+        var entry = try await registry.get(key)
+        if entry == nil, let initial {
+            do {
+                _ = try await registry.create(key, value: initial, ttl: nil)
+                log("wrote the net config at \(key): \(String(decoding: initial, as: UTF8.self))")
+            } catch RegistryError.alreadyExists {
+                // Another node wrote it first: use theirs.
+            }
+            entry = try await registry.get(key)
+        }
+        guard let entry else { throw LeaseError.noConfig(key: key) }
+        do {
+            return try NetworkConfig.parse(entry.value)
+        } catch {
+            throw LeaseError.badConfig(key: key, error)
+        }
+    }
+
+    /// This node's lease: its own again if it still fits, else the previous subnet, else a
+    /// random free one, created only if absent and retried when another node wins the race.
+    public func acquire(config: NetworkConfig) async throws -> SubnetLease {
+        var generator = SystemRandomNumberGenerator()
+        var lost: Set<IPv4Prefix> = []
+        let value = SubnetLease.encodeValue(publicIP: configuration.publicIP)
+        for _ in 0..<Self.acquireAttempts {
+            let (leases, _) = try await listLeases()
+            let plan = SubnetAllocator.choose(
+                config: config, leases: leases, publicIP: configuration.publicIP,
+                previous: configuration.previousSubnet, excluding: lost, using: &generator)
+            for stale in plan.leasesToDelete {
+                log("deleting our lease \(stale.subnet), which no longer fits the net config")
+                try? await registry.delete(SubnetLease.key(for: stale.subnet, prefix: configuration.prefix))
+            }
+            switch plan.choice {
+            case nil:
+                throw LeaseError.networkFull(config.network)
+            case .renew(let lease)?:
+                _ = try await registry.put(key(lease.subnet), value: value, ttl: configuration.ttl)
+                log("renewed our lease \(lease.subnet)")
+                return SubnetLease(subnet: lease.subnet, publicIP: configuration.publicIP, expiration: expiry())
+            case .previous(let subnet)?, .random(let subnet)?:
+                do {
+                    _ = try await registry.create(key(subnet), value: value, ttl: configuration.ttl)
+                    log("acquired lease \(subnet)")
+                    return SubnetLease(subnet: subnet, publicIP: configuration.publicIP, expiration: expiry())
+                } catch RegistryError.alreadyExists {
+                    log("lease \(subnet) was taken by another node first; choosing again")
+                    lost.insert(subnet)
+                }
+            }
+        }
+        throw LeaseError.lostEveryRace(attempts: Self.acquireAttempts)
+    }
+
+    /// Every lease under `<prefix>/subnets/`, skipping keys and values that are not flannel's
+    /// (logged, never fatal), and the revision the list reflects.
+    public func listLeases() async throws -> ([SubnetLease], Int64) {
+        let (entries, revision) = try await registry.list(prefix: configuration.subnetsPrefix)
+        return (entries.compactMap(lease(from:)), revision)
+    }
+
+    /// How `maintain` ended.
+    public enum Ending: Sendable, Equatable {
+        /// The task was cancelled (shutdown).
+        case cancelled
+        /// Our own lease was deleted or expired: flanneld shuts down then, and so do we.
+        case leaseLost
+    }
+
+    /// Keeps the lease alive and reports the peers until cancelled or the lease is lost.
+    /// `onPeers` gets the full set of routes (every other node's subnet via its public IP) at
+    /// start and after every change. While the registry is unreachable the last routes stay.
+    public func maintain(_ lease: SubnetLease, onPeers: @escaping @Sendable ([Route]) -> Void) async -> Ending {
+        await withTaskGroup(of: Ending.self) { group in
+            group.addTask { await self.renewLoop(lease) }
+            group.addTask { await self.watchLoop(lease, onPeers: onPeers) }
+            let first = await group.next() ?? .cancelled
+            group.cancelAll()
+            return first
+        }
+    }
+
+    private func renewLoop(_ lease: SubnetLease) async -> Ending {
+        let value = SubnetLease.encodeValue(publicIP: configuration.publicIP)
+        var wait = max(1, configuration.ttl - configuration.renewMargin)
+        while !Task.isCancelled {
+            do {
+                try await Task.sleep(for: .seconds(wait))
+            } catch {
+                return .cancelled
+            }
+            do {
+                _ = try await registry.put(key(lease.subnet), value: value, ttl: configuration.ttl)
+                log("renewed lease \(lease.subnet)")
+                wait = max(1, configuration.ttl - configuration.renewMargin)
+            } catch {
+                log("renewing lease \(lease.subnet) failed, retrying in 1 min: \(error)")
+                wait = min(60, max(1, configuration.renewMargin / 2))
+            }
+        }
+        return .cancelled
+    }
+
+    private func watchLoop(_ lease: SubnetLease, onPeers: @escaping @Sendable ([Route]) -> Void) async -> Ending {
+        let ownKey = key(lease.subnet)
+        var peers: [String: Route] = [:]
+        var revision: Int64?
+        var backoff = 0.1
+        while !Task.isCancelled {
+            do {
+                if revision == nil {
+                    // (Re-)list: at start, after a compaction, after the registry came back.
+                    let (entries, listed) = try await registry.list(prefix: configuration.subnetsPrefix)
+                    if !entries.contains(where: { $0.key == ownKey }) { return .leaseLost }
+                    peers = [:]
+                    for entry in entries where entry.key != ownKey {
+                        if let route = route(from: entry) { peers[entry.key] = route }
+                    }
+                    onPeers(Self.sorted(peers))
+                    revision = listed
+                }
+                for try await event in registry.watch(prefix: configuration.subnetsPrefix, after: revision!) {
+                    backoff = 0.1
+                    revision = event.revision
+                    switch event {
+                    case .put(let entry):
+                        guard entry.key != ownKey, let route = route(from: entry) else { continue }
+                        if peers[entry.key] != route {
+                            peers[entry.key] = route
+                            onPeers(Self.sorted(peers))
+                        }
+                    case .delete(let key, _):
+                        if key == ownKey { return .leaseLost }
+                        if peers.removeValue(forKey: key) != nil { onPeers(Self.sorted(peers)) }
+                    }
+                }
+                if Task.isCancelled { return .cancelled }
+            } catch RegistryError.compacted {
+                log("peer watch fell behind a compaction; listing again")
+                revision = nil
+            } catch {
+                if Task.isCancelled { return .cancelled }
+                log("registry unreachable, forwarding with the last known routes: \(error)")
+                revision = nil
+                do { try await Task.sleep(for: .seconds(backoff)) } catch { return .cancelled }
+                backoff = min(5, backoff * 2)
+            }
+        }
+        return .cancelled
+    }
+
+    private func key(_ subnet: IPv4Prefix) -> String { SubnetLease.key(for: subnet, prefix: configuration.prefix) }
+
+    private func expiry() -> Double { Date().timeIntervalSince1970 + configuration.ttl }
+
+    private func lease(from entry: RegistryEntry) -> SubnetLease? {
+        decode(entry)?.lease
+    }
+
+    private func route(from entry: RegistryEntry) -> Route? {
+        guard let (lease, backend) = decode(entry) else { return nil }
+        if let backend, !backend.isEmpty, backend.lowercased() != "udp" {
+            log("peer \(lease.subnet) at \(lease.publicIP) announces backend \(backend); Weft speaks udp to it anyway, as flanneld does")
+        }
+        return Route(subnet: lease.subnet, nextHop: lease.publicIP)
+    }
+
+    /// A lease key and value as flanneld writes them; anything else is logged and skipped.
+    private func decode(_ entry: RegistryEntry) -> (lease: SubnetLease, backendType: String?)? {
+        guard let subnet = SubnetLease.subnet(fromKey: entry.key) else {
+            log("ignoring \(entry.key): not a subnet lease key")
+            return nil
+        }
+        do {
+            let attributes = try SubnetLease.decodeValue(entry.value)
+            return (SubnetLease(subnet: subnet, publicIP: attributes.publicIP, expiration: entry.expiresAt), attributes.backendType)
+        } catch {
+            log("ignoring \(entry.key): \(error)")
+            return nil
+        }
+    }
+
+    private static func sorted(_ peers: [String: Route]) -> [Route] {
+        peers.values.sorted { ($0.subnet.network, $0.subnet.length) < ($1.subnet.network, $1.subnet.length) }
+    }
+}

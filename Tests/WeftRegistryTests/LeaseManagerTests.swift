@@ -1,0 +1,98 @@
+import Foundation
+import Synchronization
+import Testing
+import WeftCore
+import WeftRegistry
+
+/// The lease manager over the real file registry: what a node does at start-up and while
+/// other nodes come and go.
+@Suite struct LeaseManagerTests {
+    static let config = Array(#"{"Network":"10.244.0.0/16","Backend":{"Type":"udp"}}"#.utf8)
+
+    private func manager(_ directory: String, publicIP: String, previous: String? = nil) -> LeaseManager {
+        LeaseManager(
+            registry: FileRegistry(directory: directory, pollInterval: 0.02, sweepInterval: 0.1),
+            configuration: LeaseManagerConfiguration(publicIP: IPv4Address(publicIP)!, previousSubnet: previous.flatMap(IPv4Prefix.init)))
+    }
+
+    @Test("the first node writes the net config; later nodes read it")
+    func configCreatedOnce() async throws {
+        try await withTemporaryDirectory { directory in
+            let first = try await manager(directory, publicIP: "198.18.0.1").loadConfig(creatingIfMissing: Self.config)
+            let other = Array(#"{"Network":"10.99.0.0/16"}"#.utf8)
+            let second = try await manager(directory, publicIP: "198.18.0.2").loadConfig(creatingIfMissing: other)
+            #expect(first.network == IPv4Prefix("10.244.0.0/16"))
+            #expect(second == first)
+            await #expect(throws: LeaseError.self) {
+                try await withTemporaryDirectory { empty in
+                    _ = try await manager(empty, publicIP: "198.18.0.1").loadConfig()
+                }
+            }
+        }
+    }
+
+    @Test("a restarted node gets its own lease back; a fresh one gets its previous subnet")
+    func leaseReuse() async throws {
+        try await withTemporaryDirectory { directory in
+            let node = manager(directory, publicIP: "198.18.0.1")
+            let config = try await node.loadConfig(creatingIfMissing: Self.config)
+            let first = try await node.acquire(config: config)
+            let again = try await manager(directory, publicIP: "198.18.0.1").acquire(config: config)
+            #expect(again.subnet == first.subnet)
+            let previous = try await manager(directory, publicIP: "198.18.0.2", previous: "10.244.77.0/24").acquire(config: config)
+            #expect(previous.subnet == IPv4Prefix("10.244.77.0/24"))
+            let entry = try await FileRegistry(directory: directory).get("/coreos.com/network/subnets/10.244.77.0-24")
+            #expect(entry.map { String(decoding: $0.value, as: UTF8.self) } == #"{"PublicIP":"198.18.0.2","PublicIPv6":null}"#)
+        }
+    }
+
+    @Test("8 nodes acquiring at once get 8 distinct subnets")
+    func concurrentAcquirers() async throws {
+        try await withTemporaryDirectory { directory in
+            let config = try await manager(directory, publicIP: "198.18.0.100").loadConfig(creatingIfMissing: Self.config)
+            // A tiny network makes collisions likely: 8 nodes, 14 subnets.
+            let small = try NetworkConfig.parse(Array(#"{"Network":"10.244.0.0/24","SubnetLen":28}"#.utf8))
+            _ = config
+            let subnets = try await withThrowingTaskGroup(of: IPv4Prefix.self) { group in
+                for node in 1...8 {
+                    group.addTask { try await manager(directory, publicIP: "198.18.0.\(node)").acquire(config: small).subnet }
+                }
+                var all: [IPv4Prefix] = []
+                for try await subnet in group { all.append(subnet) }
+                return all
+            }
+            #expect(Set(subnets).count == 8, "\(subnets)")
+        }
+    }
+
+    @Test("peers appear and disappear as their leases do; our own lease deleted ends maintenance")
+    func maintainFollowsPeers() async throws {
+        try await withTemporaryDirectory { directory in
+            let node = manager(directory, publicIP: "198.18.0.1")
+            let config = try await node.loadConfig(creatingIfMissing: Self.config)
+            let lease = try await node.acquire(config: config)
+            let seen = Mutex<[[Route]]>([])
+            let ending = Task { await node.maintain(lease) { routes in seen.withLock { $0.append(routes) } } }
+
+            let peer = try await manager(directory, publicIP: "198.18.0.2").acquire(config: config)
+            let peerRoute = Route(subnet: peer.subnet, nextHop: IPv4Address("198.18.0.2")!)
+            try await waitUntil { seen.withLock { $0.last == [peerRoute] } }
+
+            let registry = FileRegistry(directory: directory)
+            try await registry.delete(SubnetLease.key(for: peer.subnet, prefix: "/coreos.com/network"))
+            try await waitUntil { seen.withLock { $0.last == [] } }
+
+            try await registry.delete(SubnetLease.key(for: lease.subnet, prefix: "/coreos.com/network"))
+            #expect(await ending.value == .leaseLost)
+        }
+    }
+
+    /// Polls `condition` for up to 5 s.
+    private func waitUntil(_ condition: @Sendable () -> Bool) async throws {
+        for _ in 0..<250 {
+            if condition() { return }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        Issue.record("condition not met within 5 s")
+    }
+}
