@@ -13,6 +13,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     ],
     targets: [
         // What Swift cannot import from Glibc: TUN ioctls, mmsghdr, eventfd. No logic.
@@ -26,6 +27,16 @@ let package = Package(
         // Subnet leases as flanneld keeps them: net config, lease keys and values, subnet.env,
         // subnet choice, and the registries that store leases. Never touches packets.
         .target(name: "WeftRegistry", dependencies: ["WeftCore"]),
+        // Subnet leases in etcd v3 through its JSON gateway, on a small SwiftNIO HTTP/1.1 client.
+        .target(
+            name: "WeftEtcd",
+            dependencies: [
+                "WeftRegistry", "WeftCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
         .executableTarget(
             name: "weft",
             dependencies: [
@@ -37,6 +48,7 @@ let package = Package(
         .testTarget(name: "WeftCoreTests", dependencies: ["WeftCore"]),
         .testTarget(name: "WeftLinuxTests", dependencies: ["WeftLinux", "WeftCore"]),
         .testTarget(name: "WeftRegistryTests", dependencies: ["WeftRegistry", "WeftCore"]),
+        .testTarget(name: "WeftEtcdTests", dependencies: ["WeftEtcd", "WeftRegistry"]),
         .testTarget(name: "WeftIntegrationTests", dependencies: ["WeftCore"]),
     ],
     swiftLanguageModes: [.v6]

@@ -1,0 +1,243 @@
+import Foundation
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import WeftRegistry
+
+/// One etcd client URL, parsed once. Only `http://` is accepted: TLS would need swift-nio-ssl,
+/// which Weft does not depend on yet (etcd-v3-json.md §11), so `https://` is refused with a
+/// clear message instead of being sent in plain text.
+struct EtcdEndpoint: Sendable, CustomStringConvertible {
+    var url: String
+    var host: String
+    var port: Int
+
+    var description: String { url }
+
+    static func parse(_ text: String) -> Result<EtcdEndpoint, EtcdTransportError> {
+        var rest = Substring(text)
+        if rest.hasSuffix("/") { rest = rest.dropLast() }
+        if rest.hasPrefix("https://") {
+            return .failure(.init(endpoint: text, message: "TLS to etcd is not supported yet; use an http:// endpoint"))
+        }
+        guard rest.hasPrefix("http://") else {
+            return .failure(.init(endpoint: text, message: "not an http:// URL"))
+        }
+        rest = rest.dropFirst("http://".count)
+        var host: Substring
+        var portText: Substring?
+        if rest.hasPrefix("[") {
+            // IPv6 literal: [::1]:2379
+            guard let close = rest.firstIndex(of: "]") else {
+                return .failure(.init(endpoint: text, message: "unterminated IPv6 address"))
+            }
+            host = rest[rest.index(after: rest.startIndex)..<close]
+            let after = rest[rest.index(after: close)...]
+            if after.hasPrefix(":") { portText = after.dropFirst() } else if !after.isEmpty {
+                return .failure(.init(endpoint: text, message: "unexpected text after the address"))
+            }
+        } else if let colon = rest.lastIndex(of: ":") {
+            host = rest[..<colon]
+            portText = rest[rest.index(after: colon)...]
+        } else {
+            host = rest
+        }
+        // etcd's client port when none is given, as etcdctl assumes.
+        var port = 2379
+        if let portText {
+            guard let value = Int(portText), (1...65535).contains(value) else {
+                return .failure(.init(endpoint: text, message: "bad port \"\(portText)\""))
+            }
+            port = value
+        }
+        guard !host.isEmpty, !host.contains("/") else {
+            return .failure(.init(endpoint: text, message: "bad host"))
+        }
+        return .success(EtcdEndpoint(url: text, host: String(host), port: port))
+    }
+}
+
+/// etcd could not be talked to at all: connect failure, timeout, or a connection cut before the
+/// response ended. Only this kind of failure moves a request to the next endpoint; an HTTP error
+/// from the gateway is etcd's answer and is not retried elsewhere.
+struct EtcdTransportError: Error, CustomStringConvertible {
+    var endpoint: String
+    var message: String
+    var description: String { "etcd at \(endpoint): \(message)" }
+}
+
+/// etcd answered with an error (non-200 status, §8).
+struct EtcdGatewayError: Error, CustomStringConvertible {
+    var endpoint: String
+    var status: Int
+    var code: Int?
+    var message: String
+    var description: String {
+        "etcd at \(endpoint) answered HTTP \(status)" + (code.map { " (gRPC code \($0))" } ?? "") + ": \(message)"
+    }
+
+    init(endpoint: String, status: Int, body: [UInt8]) {
+        self.endpoint = endpoint
+        self.status = status
+        let decoded = try? JSONDecoder().decode(GatewayErrorBody.self, from: Data(body))
+        code = decoded?.code
+        message = decoded?.message ?? decoded?.error ?? String(decoding: body.prefix(200), as: UTF8.self)
+    }
+}
+
+/// A minimal HTTP/1.1 client for the gateway (etcd-v3-json.md §12): one connection per request,
+/// closed afterwards. flannel's request rate (a few per day plus one watch) makes pooling pointless,
+/// and a fresh connection per request makes failover trivial.
+enum EtcdHTTP {
+    static let connectTimeout = TimeAmount.seconds(2)
+    static let requestDeadline = TimeAmount.seconds(5)
+
+    typealias Connection = NIOAsyncChannel<HTTPClientResponsePart, HTTPClientRequestPart>
+
+    static func connect(_ endpoint: EtcdEndpoint) async throws -> Connection {
+        do {
+            return try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .connectTimeout(connectTimeout)
+                // Half-open connections (a peer that vanished) would otherwise hang a watch forever.
+                .channelOption(ChannelOptions.socketOption(.so_keepalive), value: 1)
+                .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+                .connect(host: endpoint.host, port: endpoint.port) { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHTTPClientHandlers()
+                        return try Connection(wrappingChannelSynchronously: channel)
+                    }
+                }
+        } catch {
+            throw EtcdTransportError(endpoint: endpoint.url, message: describe(error))
+        }
+    }
+
+    static func send(_ outbound: NIOAsyncChannelOutboundWriter<HTTPClientRequestPart>, endpoint: EtcdEndpoint,
+                     path: String, body: [UInt8], token: String?) async throws {
+        var headers = HTTPHeaders()
+        headers.add(name: "Host", value: endpoint.host.contains(":") ? "[\(endpoint.host)]:\(endpoint.port)" : "\(endpoint.host):\(endpoint.port)")
+        headers.add(name: "Content-Type", value: "application/json")
+        headers.add(name: "Content-Length", value: String(body.count))
+        if let token { headers.add(name: "Authorization", value: token) }
+        try await outbound.write(.head(HTTPRequestHead(version: .http1_1, method: .POST, uri: path, headers: headers)))
+        try await outbound.write(.body(.byteBuffer(ByteBuffer(bytes: body))))
+        try await outbound.write(.end(nil))
+    }
+
+    /// POSTs `body` to `path` and returns the status and the whole body. The whole exchange,
+    /// connect included, is bounded by `requestDeadline` by closing the channel when it passes.
+    static func post(_ endpoint: EtcdEndpoint, path: String, body: [UInt8], token: String?) async throws
+        -> (status: Int, body: [UInt8])
+    {
+        let deadline = NIODeadline.now() + requestDeadline
+        let connection = try await connect(endpoint)
+        let timer = connection.channel.eventLoop.scheduleTask(deadline: deadline) {
+            connection.channel.close(promise: nil)
+        }
+        defer { timer.cancel() }
+        do {
+            return try await withTaskCancellationHandler {
+                try await connection.executeThenClose { inbound, outbound in
+                    try await send(outbound, endpoint: endpoint, path: path, body: body, token: token)
+                    var status = 0
+                    var collected: [UInt8] = []
+                    for try await part in inbound {
+                        switch part {
+                        case .head(let head): status = Int(head.status.code)
+                        case .body(let buffer): collected.append(contentsOf: buffer.readableBytesView)
+                        case .end: return (status, collected)
+                        }
+                    }
+                    throw EtcdTransportError(endpoint: endpoint.url, message: "connection closed before the response ended")
+                }
+            } onCancel: {
+                connection.channel.close(promise: nil)
+            }
+        } catch {
+            if NIODeadline.now() >= deadline {
+                throw EtcdTransportError(endpoint: endpoint.url, message: "no response within 5 s")
+            }
+            if error is EtcdTransportError { throw error }
+            throw EtcdTransportError(endpoint: endpoint.url, message: describe(error))
+        }
+    }
+
+    /// POSTs a streaming request and hands each newline-terminated body line to `onLine` until it
+    /// returns false, the stream ends (returns normally) or the connection fails (throws
+    /// EtcdTransportError). A non-200 status throws EtcdGatewayError. No deadline: a watch may be
+    /// silent for hours (§7); task cancellation closes the connection.
+    static func stream(_ endpoint: EtcdEndpoint, path: String, body: [UInt8], token: String?,
+                       onLine: ([UInt8]) async throws -> Bool) async throws
+    {
+        let connection = try await connect(endpoint)
+        do {
+            try await withTaskCancellationHandler {
+                try await connection.executeThenClose { inbound, outbound in
+                    try await send(outbound, endpoint: endpoint, path: path, body: body, token: token)
+                    var status = 0
+                    var pending: [UInt8] = []
+                    var errorBody: [UInt8] = []
+                    for try await part in inbound {
+                        switch part {
+                        case .head(let head):
+                            status = Int(head.status.code)
+                        case .body(let buffer):
+                            if status != 200 {
+                                errorBody.append(contentsOf: buffer.readableBytesView)
+                                continue
+                            }
+                            // Messages are one per line; chunk boundaries mean nothing (§7).
+                            pending.append(contentsOf: buffer.readableBytesView)
+                            var start = 0
+                            while let newline = pending[start...].firstIndex(of: UInt8(ascii: "\n")) {
+                                let line = Array(pending[start..<newline])
+                                start = newline + 1
+                                if line.isEmpty { continue }
+                                if try await !onLine(line) { return }
+                            }
+                            pending.removeFirst(start)
+                        case .end:
+                            if status != 200 {
+                                throw EtcdGatewayError(endpoint: endpoint.url, status: status, body: errorBody)
+                            }
+                            return
+                        }
+                    }
+                    throw EtcdTransportError(endpoint: endpoint.url, message: "watch stream cut")
+                }
+            } onCancel: {
+                connection.channel.close(promise: nil)
+            }
+        } catch let error as EtcdTransportError {
+            throw error
+        } catch let error as EtcdGatewayError {
+            throw error
+        } catch let error as RegistryError {
+            // Thrown by `onLine` (a compacted watch): the caller's verdict, not a transport failure.
+            throw error
+        } catch {
+            if Task.isCancelled { throw CancellationError() }
+            throw EtcdTransportError(endpoint: endpoint.url, message: describe(error))
+        }
+    }
+
+    /// A short cause for logs, e.g. "connection refused" rather than NIO's nested error dump.
+    static func describe(_ error: Error) -> String {
+        if let error = error as? NIOConnectionError {
+            if let first = error.connectionErrors.first { return describe(first.error) }
+            if let dns = error.dnsAAAAError ?? error.dnsAError { return "cannot resolve \(error.host): \(dns)" }
+            return "cannot connect to \(error.host):\(error.port)"
+        }
+        if let error = error as? IOError {
+            return String(cString: strerror(error.errnoCode)).lowercased()
+        }
+        if let error = error as? ChannelError {
+            switch error {
+            case .connectTimeout: return "connect timed out after 2 s"
+            case .ioOnClosedChannel, .alreadyClosed, .eof: return "connection closed"
+            default: return "\(error)"
+            }
+        }
+        return "\(error)"
+    }
+}

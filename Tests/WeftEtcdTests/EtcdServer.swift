@@ -1,0 +1,126 @@
+import Foundation
+import Testing
+import WeftRegistry
+@testable import WeftEtcd
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Where Debian's `etcd-server` package puts etcd; the tests need it (tools/prereqs installs it).
+let etcdBinary = "/usr/bin/etcd"
+let etcdInstalled = FileManager.default.isExecutableFile(atPath: etcdBinary)
+
+/// One single-member etcd on loopback with fresh ports and a private data dir
+/// (etcd-v3-json.md §1). `stop()` kills it and removes everything it wrote; tests call it in a
+/// `defer` so a failing test leaves nothing running.
+final class EtcdServer {
+    let clientPort: Int
+    let peerPort: Int
+    let directory: String
+    private var process: Process?
+
+    var url: String { "http://127.0.0.1:\(clientPort)" }
+
+    init() throws {
+        clientPort = try freePort()
+        peerPort = try freePort()
+        directory = FileManager.default.temporaryDirectory
+            .appendingPathComponent("weft-etcd-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    }
+
+    /// Starts etcd (again, on the same ports and data dir after `kill()`) and waits until a
+    /// linearizable read succeeds, i.e. there is a leader.
+    func start() async throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: etcdBinary)
+        let peer = "http://127.0.0.1:\(peerPort)"
+        process.arguments = [
+            "--logger=zap", "--name", "test", "--data-dir", directory + "/data",
+            "--listen-client-urls", url, "--advertise-client-urls", url,
+            "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+            "--initial-cluster", "test=\(peer)",
+        ]
+        let logPath = directory + "/etcd.log"
+        if !FileManager.default.fileExists(atPath: logPath) {
+            _ = FileManager.default.createFile(atPath: logPath, contents: nil)
+        }
+        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
+        log.seekToEndOfFile()
+        process.standardOutput = log
+        process.standardError = log
+        try process.run()
+        self.process = process
+        let registry = EtcdRegistry(endpoints: [url])
+        let deadline = ContinuousClock.now + .seconds(15)
+        while true {
+            do {
+                _ = try await registry.get("/health-probe")
+                return
+            } catch {
+                if ContinuousClock.now > deadline || !process.isRunning {
+                    throw RegistryError.unavailable("etcd did not become healthy; see \(logPath): \(error)")
+                }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+        }
+    }
+
+    /// SIGKILL, as a crashed member: the open watch stream is cut without a final chunk.
+    func kill() {
+        guard let process, process.isRunning else { return }
+        Glibc.kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        self.process = nil
+    }
+
+    func stop() {
+        kill()
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+}
+
+/// A loopback TCP port nothing listens on right now (bound to port 0, then released).
+func freePort() throws -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { throw RegistryError.unavailable("socket failed") }
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_port = 0
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer in
+            bind(fd, pointer, length) == 0 && getsockname(fd, pointer, &length) == 0
+        }
+    }
+    guard bound else { throw RegistryError.unavailable("bind failed") }
+    return Int(UInt16(bigEndian: address.sin_port))
+}
+
+/// The first `count` events of `stream`, failing if they do not all arrive within `timeout`.
+func collect(_ stream: AsyncThrowingStream<RegistryEvent, Error>, count: Int, within timeout: Duration)
+    async throws -> [RegistryEvent]
+{
+    try await withThrowingTaskGroup(of: [RegistryEvent]?.self) { group in
+        group.addTask {
+            var events: [RegistryEvent] = []
+            for try await event in stream {
+                events.append(event)
+                if events.count == count { break }
+            }
+            return events
+        }
+        group.addTask {
+            try await Task.sleep(for: timeout)
+            return nil
+        }
+        let first = try await group.next()!
+        group.cancelAll()
+        guard let events = first else {
+            throw RegistryError.unavailable("watch gave fewer than \(count) events within \(timeout)")
+        }
+        return events
+    }
+}
