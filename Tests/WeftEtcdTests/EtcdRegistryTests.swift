@@ -215,3 +215,29 @@ struct EtcdRegistryTests {
         #expect(seen.map(\.key) == [subnets + "before", subnets + "after1", subnets + "after2"])
     }
 }
+
+@Suite("EtcdRegistry with etcd auth",
+       .enabled(if: etcdInstalled, "etcd not installed at /usr/bin/etcd (apt-get install -y etcd-server)"))
+struct EtcdRegistryAuthTests {
+    struct Empty: Decodable {}
+
+    @Test func usernameAndPasswordGetATokenThatAuthorizesRequests() async throws {
+        let server = try EtcdServer()
+        defer { server.stop() }
+        try await server.start()
+        let admin = EtcdRegistry(endpoints: [server.url])
+        // etcd enables auth only with a root user holding the root role.
+        let _: Empty = try await admin.call("/v3/auth/user/add", ["name": "root", "password": "secret"])
+        let _: Empty = try await admin.call("/v3/auth/role/add", ["name": "root"])
+        let _: Empty = try await admin.call("/v3/auth/user/grant", ["user": "root", "role": "root"])
+        let _: Empty = try await admin.call("/v3/auth/enable", [String: String]())
+
+        let registry = EtcdRegistry(endpoints: [server.url], username: "root", password: "secret")
+        let key = subnets + "10.244.1.0-24"
+        let revision = try await registry.create(key, value: flannelValue, ttl: 60)
+        #expect(try await registry.get(key)?.modRevision == revision)
+        await #expect(throws: RegistryError.self) { _ = try await admin.get(key) }
+        let wrong = EtcdRegistry(endpoints: [server.url], username: "root", password: "wrong")
+        await #expect(throws: RegistryError.self) { _ = try await wrong.get(key) }
+    }
+}
