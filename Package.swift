@@ -49,7 +49,7 @@ let package = Package(
         .testTarget(name: "WeftLinuxTests", dependencies: ["WeftLinux", "WeftCore"]),
         .testTarget(name: "WeftRegistryTests", dependencies: ["WeftRegistry", "WeftCore"]),
         .testTarget(name: "WeftEtcdTests", dependencies: ["WeftEtcd", "WeftRegistry"]),
-        .testTarget(name: "WeftIntegrationTests", dependencies: ["WeftCore"]),
+        .testTarget(name: "WeftIntegrationTests", dependencies: ["WeftCore", "WeftRegistry"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -5,15 +5,18 @@ import Testing
 @Suite(.enabled(if: access(Environment.weftBinary, X_OK) == 0, "no weft binary: run swift build first"))
 struct CommandLineTests {
     @Test("bad flags give one error line naming the problem", arguments: [
-        (["run", "--network", "10.244.0.0/16"], "--subnet"),
+        (["run", "--subnet", "10.244.1.0/24"], "--subnet needs --network"),
         (["run", "--network", "10.244.0.0/33", "--subnet", "10.244.1.0/24"], "--network '10.244.0.0/33'"),
         (["run", "--network", "10.244.0.0/16", "--subnet", "10.245.1.0/24"], "inside --network"),
         (["run", "--network", "10.244.0.0/16", "--subnet", "10.244.1.0/24", "--peer", "10.244.2.0/24"], "subnet=ip"),
         (["run", "--network", "10.244.0.0/16", "--subnet", "10.244.1.0/24", "--peer", "10.244.1.0/25=198.18.0.2"], "overlaps"),
         (["run", "--network", "10.244.0.0/16", "--subnet", "10.244.1.0/24", "--bogus"], "--bogus"),
+        (["run", "--kube-subnet-mgr"], "--kube-subnet-mgr is a flanneld flag that Weft does not implement"),
+        (["run", "--subnet-lease-renew-margin", "1440"], "1 to 1439 minutes"),
+        (["run", "--peer", "10.244.2.0/24=198.18.0.2"], "--peer and --peers-file need --subnet"),
     ])
     func badFlags(arguments: [String], mention: String) throws {
-        let result = try run([Environment.weftBinary] + arguments, timeout: 20)
+        let result = try runWeft(arguments)
         #expect(result.status != 0)
         let lines = result.errorOutput.split(separator: "\n")
         #expect(lines.count == 1, "one line: \(result.errorOutput)")
@@ -22,17 +25,24 @@ struct CommandLineTests {
 
     @Test("flanneld's variables set flanneld's flags: FLANNELD_PUBLIC_IP is checked like --public-ip")
     func environmentVariables() throws {
-        let result = try run(["FLANNELD_PUBLIC_IP=198.18.0.300", Environment.weftBinary, "run", "--network", "10.244.0.0/16", "--subnet", "10.244.1.0/24"], timeout: 20)
+        let result = try runWeft(["run", "--network", "10.244.0.0/16", "--subnet", "10.244.1.0/24"], environment: ["FLANNELD_PUBLIC_IP=198.18.0.300"])
         #expect(result.status != 0)
         #expect(result.errorOutput.contains("--public-ip '198.18.0.300' is not an IPv4 address"), "\(result)")
     }
 
     @Test("--help explains run's flags, including flanneld's environment variables")
     func help() throws {
-        let result = try run([Environment.weftBinary, "run", "--help"], timeout: 20)
+        let result = try runWeft(["run", "--help"])
         #expect(result.status == 0)
         for word in ["--iface", "--network", "--subnet", "--peer", "--port", "--public-ip", "FLANNELD_IFACE"] {
             #expect(result.output.contains(word), "\(word) in help")
         }
+    }
+
+    /// Runs weft in a new, empty network namespace when root, so that even an argument list that
+    /// turned out valid could never create a device in this machine's own namespace.
+    private func runWeft(_ arguments: [String], environment: [String] = []) throws -> CommandResult {
+        let isolation = geteuid() == 0 ? ["unshare", "--net"] : []
+        return try run(environment + isolation + [Environment.weftBinary] + arguments, timeout: 20)
     }
 }

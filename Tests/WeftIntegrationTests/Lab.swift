@@ -124,10 +124,15 @@ final class Lab: @unchecked Sendable {
             + (offload ? [] : ["--no-offload"])
     }
 
-    init(podMTU: Int? = nil) throws {
+    /// Node names in lab order: nodeA, nodeB, …; pod i is 10.244.i.2 behind node i.
+    let nodes: [String]
+
+    /// `nodes` > 2 puts the nodes on a bridge (tools/lab --nodes).
+    init(podMTU: Int? = nil, nodes: Int = 2) throws {
         // Short and unique per test so parallel runs never collide; "wt" lets tools/test sweep leftovers.
         prefix = "wt" + String(UInt32.random(in: 0...UInt32.max), radix: 36)
-        var arguments = [Environment.tool("lab"), "up", "--prefix", prefix, "--mode", "weft"]
+        self.nodes = (0..<nodes).map { "node" + String(UnicodeScalar(UInt8(65 + $0))) }
+        var arguments = [Environment.tool("lab"), "up", "--prefix", prefix, "--mode", "weft", "--nodes", String(nodes)]
         if let podMTU { arguments += ["--pod-mtu", String(podMTU)] }
         let result = try run(arguments, timeout: 60)
         guard result.status == 0 else {
@@ -139,9 +144,30 @@ final class Lab: @unchecked Sendable {
     deinit {
         for process in background where process.process.isRunning { _ = process.stop(seconds: 5) }
         _ = try? run([Environment.tool("lab"), "down", "--prefix", prefix], timeout: 60)
+        try? FileManager.default.removeItem(atPath: FileManager.default.temporaryDirectory.appendingPathComponent("weft-\(prefix)").path)
     }
 
     func namespace(_ node: String) -> String { "\(prefix)-\(node)" }
+
+    /// A directory for this lab's file registry and subnet.env files, removed with the lab.
+    lazy var stateDirectory: String = {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("weft-\(prefix)").path
+        try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        return path
+    }()
+
+    /// `weft run` for node i (1-based) leasing from the lab's file registry. The pods are wired
+    /// for 10.244.i.0/24, so the node's subnet.env names that subnet as its previous one, which
+    /// a node takes again when it is free (flanneld's restart rule).
+    func registryArguments(node index: Int, writeSubnetFile: Bool = true) throws -> [String] {
+        let subnetFile = "\(stateDirectory)/subnet-\(index).env"
+        if writeSubnetFile {
+            try "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.\(index).1/24\nFLANNEL_MTU=1472\nFLANNEL_IPMASQ=false\n"
+                .write(toFile: subnetFile, atomically: true, encoding: .utf8)
+        }
+        return ["run", "--iface", "ul0", "--network", "10.244.0.0/16", "--subnet-dir", "\(stateDirectory)/registry",
+                "--subnet-file", subnetFile, "--workers", "2"]
+    }
 
     /// Runs a command inside one of the lab's namespaces.
     @discardableResult
