@@ -40,7 +40,7 @@ let package = Package(
         .executableTarget(
             name: "weft",
             dependencies: [
-                "WeftCore", "WeftLinux", "WeftDataPath", "WeftRegistry",
+                "WeftCore", "WeftLinux", "WeftDataPath", "WeftRegistry", "WeftEtcd",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

@@ -4,6 +4,7 @@ import Logging
 import Synchronization
 import WeftCore
 import WeftDataPath
+import WeftEtcd
 import WeftLinux
 import WeftRegistry
 
@@ -33,6 +34,7 @@ enum LeaseSource {
 struct RegistrySettings {
     enum Store {
         case directory(String)
+        case etcd(endpoints: [String], username: String?, password: String?)
     }
     var store: Store
     var prefix: String
@@ -193,6 +195,8 @@ final class Node: @unchecked Sendable {
                     throw RunError("subnet registry \(path): \(error)")
                 }
                 registry = files
+            case .etcd(let endpoints, let username, let password):
+                registry = EtcdRegistry(endpoints: endpoints, username: username, password: password)
             }
             let manager = LeaseManager(
                 registry: registry,

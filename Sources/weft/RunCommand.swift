@@ -21,8 +21,9 @@ struct RunCommand: ParsableCommand {
             created, prints a one-line counter summary and exits 0.
 
             The subnet and the peers come from one of two places:
-              - a registry, as flanneld does (without --subnet): the embedded file registry in \
-            --subnet-dir, shared by every node that can reach the directory. The node leases a \
+              - a registry, as flanneld does (without --subnet): etcd (--etcd-endpoints), with \
+            flanneld's keys and values, or the embedded file registry in --subnet-dir, shared by \
+            every node that can reach the directory. The node leases a \
             subnet (its own again after a restart), writes --subnet-file for the CNI plugin, \
             renews the lease and follows the other nodes' leases while traffic flows. The net \
             config (flannel's JSON) is read from <prefix>/config; --network writes one if \
@@ -31,10 +32,12 @@ struct RunCommand: ParsableCommand {
 
             Flags that flanneld also has keep flanneld's names and can be set from the \
             environment as FLANNELD_<NAME>: FLANNELD_IFACE, FLANNELD_PUBLIC_IP, \
-            FLANNELD_SUBNET_FILE, FLANNELD_SUBNET_LEASE_RENEW_MARGIN, FLANNELD_ETCD_PREFIX. \
+            FLANNELD_SUBNET_FILE, FLANNELD_SUBNET_LEASE_RENEW_MARGIN, FLANNELD_ETCD_ENDPOINTS, \
+            FLANNELD_ETCD_PREFIX, FLANNELD_ETCD_USERNAME, FLANNELD_ETCD_PASSWORD. \
             flanneld flags that Weft does not implement are refused.
 
             Examples:
+              weft run --iface eth0 --etcd-endpoints http://198.18.0.1:2379
               weft run --iface ul0 --subnet-dir /var/lib/weft/registry --network 10.244.0.0/16
               weft run --iface ul0 --network 10.244.0.0/16 --subnet 10.244.1.0/24 \\
                        --peer 10.244.2.0/24=198.18.0.2
@@ -68,8 +71,19 @@ struct RunCommand: ParsableCommand {
         valueName: "path"))
     var subnetDir = "/var/lib/weft/registry"
 
-    @Option(help: ArgumentHelp("Key prefix of the net config and the leases (env FLANNELD_ETCD_PREFIX).", valueName: "prefix"))
+    @Option(help: ArgumentHelp(
+        "etcd v3 members to lease from instead of the file registry, comma-separated (env FLANNELD_ETCD_ENDPOINTS), e.g. http://198.18.0.1:2379. Keys and values are flanneld's, so Weft and flanneld nodes see each other.",
+        valueName: "urls"))
+    var etcdEndpoints: String?
+
+    @Option(help: ArgumentHelp("Key prefix of the net config and the leases (env FLANNELD_ETCD_PREFIX). Default: /coreos.com/network", valueName: "prefix"))
     var etcdPrefix: String?
+
+    @Option(help: ArgumentHelp("etcd user, with --etcd-password (env FLANNELD_ETCD_USERNAME).", valueName: "name"))
+    var etcdUsername: String?
+
+    @Option(help: ArgumentHelp("etcd password (env FLANNELD_ETCD_PASSWORD).", valueName: "password"))
+    var etcdPassword: String?
 
     @Option(help: ArgumentHelp(
         "Where to write FLANNEL_NETWORK, FLANNEL_SUBNET, FLANNEL_MTU and FLANNEL_IPMASQ for the CNI plugin (env FLANNELD_SUBNET_FILE). Default: /run/flannel/subnet.env",
@@ -175,8 +189,22 @@ struct RunCommand: ParsableCommand {
             guard let margin = Int(marginText), (1...1439).contains(margin) else {
                 throw ValidationError("--subnet-lease-renew-margin must be 1 to 1439 minutes, not \(marginText)")
             }
+            var store = RegistrySettings.Store.directory(subnetDir)
+            if let endpoints = etcdEndpoints ?? environment["FLANNELD_ETCD_ENDPOINTS"] {
+                let list = endpoints.split(separator: ",").map { String($0).trimmed }.filter { !$0.isEmpty }
+                guard !list.isEmpty else { throw ValidationError("--etcd-endpoints is empty") }
+                for endpoint in list where !endpoint.hasPrefix("http://") {
+                    throw ValidationError("--etcd-endpoints: '\(endpoint)' must be an http:// URL (TLS to etcd is not supported yet)")
+                }
+                let username = etcdUsername ?? environment["FLANNELD_ETCD_USERNAME"]
+                let password = etcdPassword ?? environment["FLANNELD_ETCD_PASSWORD"]
+                if (username == nil) != (password == nil) {
+                    throw ValidationError("--etcd-username and --etcd-password go together")
+                }
+                store = .etcd(endpoints: list, username: username, password: password)
+            }
             return .registry(RegistrySettings(
-                store: .directory(subnetDir),
+                store: store,
                 prefix: etcdPrefix ?? environment["FLANNELD_ETCD_PREFIX"] ?? "/coreos.com/network",
                 subnetFile: subnetFile ?? environment["FLANNELD_SUBNET_FILE"] ?? SubnetEnvironmentFile.defaultPath,
                 renewMargin: Double(margin) * 60,
