@@ -1,4 +1,4 @@
-# tools/weftlab.sh: shell functions shared by tools/perf and tools/demo.
+# tools/weftlab.sh: shell functions shared by tools/perf, tools/demo and tools/scale.
 # Source it (after setting REPO, PREFIX, WORKDIR); it is not a command.
 # Callers print wl_weft_logs on failure (from their EXIT trap).
 # Nothing here touches the root namespace: everything goes through tools/lab.
@@ -29,17 +29,25 @@ wl_weft_bin() {
 # WEFT_LEASES=registry: no --subnet/--peer; the nodes lease their subnets from a file
 # registry in $WORKDIR/registry, as flanneld does from etcd. The lab's pods are wired for
 # SUBNET, so each node's subnet.env names it as its previous subnet, which a node
-# takes again when it is free (flanneld's restart rule). Default: static peers.
+# takes again when it is free (flanneld's restart rule).
+# WEFT_LEASES=etcd: the same, but leasing from etcd at $WL_ETCD_ENDPOINT (see wl_start_etcd)
+# with --etcd-endpoints instead of the file registry. Default: static peers.
 wl_start_weft() {
   local node="$1" subnet="$2" peer="$3" bound="${WEFT_MAX_SECONDS:-600}" leases=()
-  if [[ "${WEFT_LEASES:-static}" == registry ]]; then
-    local env="$WORKDIR/subnet-$node.env" base="${subnet%/*}"
-    printf 'FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=%s.1/%s\nFLANNEL_MTU=1472\nFLANNEL_IPMASQ=false\n' \
-      "${base%.*}" "${subnet#*/}" >"$env"
-    leases=(--subnet-dir "$WORKDIR/registry" --subnet-file "$env")
-  else
-    leases=(--subnet "$subnet" --peer "$peer")
-  fi
+  case "${WEFT_LEASES:-static}" in
+    registry|etcd)
+      local env="$WORKDIR/subnet-$node.env" base="${subnet%/*}"
+      printf 'FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=%s.1/%s\nFLANNEL_MTU=1472\nFLANNEL_IPMASQ=false\n' \
+        "${base%.*}" "${subnet#*/}" >"$env"
+      if [[ "$WEFT_LEASES" == etcd ]]; then
+        leases=(--etcd-endpoints "$WL_ETCD_ENDPOINT" --subnet-file "$env")
+      else
+        leases=(--subnet-dir "$WORKDIR/registry" --subnet-file "$env")
+      fi
+      ;;
+    static) leases=(--subnet "$subnet" --peer "$peer") ;;
+    *) echo "WEFT_LEASES='$WEFT_LEASES': expected static, registry or etcd" >&2; return 1 ;;
+  esac
   # Not via a shell function: $! must be the PID of timeout itself
   # (tools/lab exec execs ip netns exec, which execs timeout).
   "$REPO/tools/lab" exec --prefix "$PREFIX" "$node" -- timeout -k 5 "$bound" "$WEFT" run --iface ul0 --network 10.244.0.0/16 \
@@ -50,6 +58,38 @@ wl_start_weft() {
 wl_start_weft_both() {
   wl_start_weft nodeA 10.244.1.0/24 10.244.2.0/24=198.18.0.2
   wl_start_weft nodeB 10.244.2.0/24 10.244.1.0/24=198.18.0.1
+}
+
+# etcd for WEFT_LEASES=etcd and tools/scale: one member inside P-nodeA only, clients on
+# the underlay address 198.18.0.1:2379, peers on 127.0.0.1:2380 (nodeA's own loopback),
+# data in $WORKDIR/etcd, log in $WORKDIR/etcd.log. Bounded by timeout; tools/lab down
+# kills it with the namespace in any case.
+WL_ETCD_ENDPOINT="http://198.18.0.1:2379"
+WL_ETCD_PID=""
+wl_etcdkv() { wl_exec nodeA timeout 60 python3 "$REPO/tools/testpeers/etcdkv.py" --endpoint "$WL_ETCD_ENDPOINT" "$@"; }
+wl_start_etcd() {
+  local bound="${WEFT_MAX_SECONDS:-600}"
+  command -v etcd >/dev/null || { echo "etcd not found on PATH (apt-get install etcd-server)" >&2; return 1; }
+  "$REPO/tools/lab" exec --prefix "$PREFIX" nodeA -- timeout -k 5 "$bound" etcd --name weft-lab \
+    --data-dir "$WORKDIR/etcd" \
+    --listen-client-urls "$WL_ETCD_ENDPOINT" --advertise-client-urls "$WL_ETCD_ENDPOINT" \
+    --listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 \
+    --initial-cluster weft-lab=http://127.0.0.1:2380 >"$WORKDIR/etcd.log" 2>&1 &
+  WL_ETCD_PID=$!
+  if ! wl_etcdkv health --wait 15; then
+    echo "--- last lines of etcd.log" >&2; tail -n 15 "$WORKDIR/etcd.log" >&2 || true
+    return 1
+  fi
+}
+# SIGTERM etcd, wait up to 5 s, then SIGKILL. Returns 0.
+wl_stop_etcd() {
+  local i
+  [[ -n "$WL_ETCD_PID" ]] || return 0
+  kill -TERM "$WL_ETCD_PID" 2>/dev/null || true
+  for ((i = 0; i < 50; i++)); do kill -0 "$WL_ETCD_PID" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$WL_ETCD_PID" 2>/dev/null || true
+  wait "$WL_ETCD_PID" 2>/dev/null || true
+  WL_ETCD_PID=""
 }
 
 wl_weft_logs() {
