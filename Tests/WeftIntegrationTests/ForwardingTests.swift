@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import WeftCore
 
+extension NamespaceTests {
 /// Two nodes in network namespaces, each running `weft run`, pods behind them. Everything is
 /// created by the test and deleted when it ends (tools/lab down), also on failure.
 @Suite(.serialized, .enabled(if: Environment.canRunNamespaces, Comment(rawValue: Environment.missingForNamespaces ?? "")))
@@ -212,6 +213,7 @@ struct ForwardingTests {
         #expect(result.errorOutput.split(separator: "\n").count == 1, "\(result)")
         #expect(result.errorOutput.hasPrefix("weft: cannot set up TUN flannel0") && (result.errorOutput.contains("not permitted") || result.errorOutput.contains("Permission denied")), "\(result)")
     }
+}
 }
 
 /// Just enough of the pcap format to read UDP datagrams off an Ethernet capture.

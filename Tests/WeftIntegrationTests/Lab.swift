@@ -38,6 +38,10 @@ enum Environment {
     }
 }
 
+/// Every test that builds a namespace lab, one at a time: two labs with forwarders, iperf-like
+/// streams and an etcd at once would share two cores and make timings meaningless.
+@Suite(.serialized) struct NamespaceTests {}
+
 /// The result of a finished command.
 struct CommandResult: CustomStringConvertible {
     var status: Int32
@@ -156,17 +160,53 @@ final class Lab: @unchecked Sendable {
         return path
     }()
 
-    /// `weft run` for node i (1-based) leasing from the lab's file registry. The pods are wired
-    /// for 10.244.i.0/24, so the node's subnet.env names that subnet as its previous one, which
-    /// a node takes again when it is free (flanneld's restart rule).
-    func registryArguments(node index: Int, writeSubnetFile: Bool = true) throws -> [String] {
+    /// Where the lab's nodes lease their subnets.
+    enum Registry: String, CaseIterable, Sendable, CustomStringConvertible {
+        /// The embedded file registry in the lab's state directory, shared by the nodes.
+        case file
+        /// A real etcd (Debian's etcd-server) in node A's namespace, at `Lab.etcdEndpoint`.
+        case etcd
+
+        var description: String { rawValue }
+
+        /// The kinds this machine can run: etcd only where its binary is installed.
+        static var available: [Registry] { Environment.findInPath("etcd") == nil ? [.file] : [.file, .etcd] }
+    }
+
+    static let etcdEndpoint = "http://198.18.0.1:2379"
+
+    /// `weft run` for node i (1-based) leasing from `registry`. The pods are wired for
+    /// 10.244.i.0/24, so the node's subnet.env names that subnet as its previous one, which a
+    /// node takes again when it is free (flanneld's restart rule). The first node writes the net
+    /// config (--network) if the registry has none.
+    func registryArguments(node index: Int, registry: Registry = .file, writeSubnetFile: Bool = true) throws -> [String] {
         let subnetFile = "\(stateDirectory)/subnet-\(index).env"
         if writeSubnetFile {
             try "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.\(index).1/24\nFLANNEL_MTU=1472\nFLANNEL_IPMASQ=false\n"
                 .write(toFile: subnetFile, atomically: true, encoding: .utf8)
         }
-        return ["run", "--iface", "ul0", "--network", "10.244.0.0/16", "--subnet-dir", "\(stateDirectory)/registry",
-                "--subnet-file", subnetFile, "--workers", "2"]
+        let store = registry == .file ? ["--subnet-dir", "\(stateDirectory)/registry"] : ["--etcd-endpoints", Self.etcdEndpoint]
+        return ["run", "--iface", "ul0", "--network", "10.244.0.0/16", "--subnet-file", subnetFile, "--workers", "2"] + store
+    }
+
+    /// Starts etcd inside node A's namespace (so every node reaches it over the underlay) and
+    /// waits until it is healthy; the lab's teardown kills it.
+    func startEtcd() throws -> BackgroundProcess {
+        let etcd = try spawn("nodeA", [
+            "etcd", "--name", "weft-test", "--data-dir", "\(stateDirectory)/etcd",
+            "--listen-client-urls", Self.etcdEndpoint, "--advertise-client-urls", Self.etcdEndpoint,
+            "--listen-peer-urls", "http://127.0.0.1:2380", "--initial-advertise-peer-urls", "http://127.0.0.1:2380",
+            "--initial-cluster", "weft-test=http://127.0.0.1:2380",
+        ])
+        let health = try etcdkv(["health", "--wait", "15"])
+        guard health.status == 0 else { throw LabError("etcd did not become healthy: \(health)\n\(etcd.errorOutput)") }
+        return etcd
+    }
+
+    /// tools/testpeers/etcdkv.py against the lab's etcd: flanneld's view of the keys.
+    @discardableResult
+    func etcdkv(_ arguments: [String]) throws -> CommandResult {
+        try exec("nodeA", ["python3", Environment.testPeer("etcdkv.py"), "--endpoint", Self.etcdEndpoint] + arguments, timeout: 30)
     }
 
     /// Runs a command inside one of the lab's namespaces.

@@ -2,15 +2,23 @@ import Foundation
 import Testing
 import WeftRegistry
 
-/// Nodes that lease their subnets from the embedded file registry, as flanneld nodes do from
-/// etcd, in network namespaces the tests create and delete.
+extension NamespaceTests {
+/// Nodes that lease their subnets as flanneld nodes do, from the embedded file registry and
+/// from a real etcd, in network namespaces the tests create and delete.
 @Suite(.serialized, .enabled(if: Environment.canRunNamespaces, Comment(rawValue: Environment.missingForNamespaces ?? "")))
 struct RegistryTests {
-    @Test("three nodes on one underlay lease subnets and every pair of pods can ping")
-    func threeNodesPing() throws {
-        let lab = try Lab(nodes: 3)
+    /// A lab whose registry is ready: etcd started in node A for `.etcd`.
+    private func lab(_ registry: Lab.Registry, nodes: Int = 2) throws -> Lab {
+        let lab = try Lab(nodes: nodes)
+        if registry == .etcd { _ = try lab.startEtcd() }
+        return lab
+    }
+
+    @Test("three nodes on one underlay lease subnets and every pair of pods can ping", arguments: Lab.Registry.available)
+    func threeNodesPing(registry: Lab.Registry) throws {
+        let lab = try lab(registry, nodes: 3)
         for (index, node) in lab.nodes.enumerated() {
-            _ = try lab.startWeft(node, try lab.registryArguments(node: index + 1))
+            _ = try lab.startWeft(node, try lab.registryArguments(node: index + 1, registry: registry))
         }
         // A node learns a later node's lease through its watch: allow a moment.
         usleep(500_000)
@@ -24,35 +32,46 @@ struct RegistryTests {
         #expect(subnetFile == "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.1.1/24\nFLANNEL_MTU=1472\nFLANNEL_IPMASQ=false\n")
     }
 
-    @Test("a node's lease removed: its route is gone from the others within 2 s, and it stops cleanly")
-    func leaseRemoved() throws {
-        let lab = try Lab()
-        _ = try lab.startWeft("nodeA", try lab.registryArguments(node: 1))
-        let weftB = try lab.startWeft("nodeB", try lab.registryArguments(node: 2))
+    @Test("a node's lease removed: its route is gone from the others within 2 s, and it stops cleanly", arguments: Lab.Registry.available)
+    func leaseRemoved(registry: Lab.Registry) throws {
+        let lab = try lab(registry)
+        let weftA = try lab.startWeft("nodeA", try lab.registryArguments(node: 1, registry: registry))
+        let weftB = try lab.startWeft("nodeB", try lab.registryArguments(node: 2, registry: registry))
         usleep(500_000)
         #expect(try lab.ping(from: "podA", "10.244.2.2", count: 1).status == 0)
 
-        let registry = FileRegistry(directory: "\(lab.stateDirectory)/registry")
+        let key = "/coreos.com/network/subnets/10.244.2.0-24"
+        // Node A logs every route-table swap; only a swap logged after the deletion counts.
+        let logBefore = weftA.errorOutput.utf8.count
         let removed = Date()
-        try blocking { try await registry.delete("/coreos.com/network/subnets/10.244.2.0-24") }
-        var gone = false
-        while Date().timeIntervalSince(removed) < 2 {
-            let ping = try lab.ping(from: "podA", "10.244.2.2", count: 1)
-            if ping.output.contains("Destination Net Unreachable") { gone = true; break }
+        if registry == .etcd {
+            try lab.etcdkv(["delete", key])
+        } else {
+            let files = FileRegistry(directory: "\(lab.stateDirectory)/registry")
+            try blocking { try await files.delete(key) }
         }
-        #expect(gone, "node A still routes 10.244.2.0/24 two seconds after its lease went")
+        var swapped: TimeInterval?
+        while swapped == nil && Date().timeIntervalSince(removed) < 5 {
+            if String(decoding: weftA.errorOutput.utf8.dropFirst(logBefore), as: UTF8.self).contains("peers changed: 0 route(s)") {
+                swapped = Date().timeIntervalSince(removed)
+            }
+            usleep(20_000)
+        }
+        #expect(swapped.map { $0 < 2 } == true, "route removed after \(swapped.map { String($0) } ?? "more than 5") s")
+        let ping = try lab.ping(from: "podA", "10.244.2.2", count: 1)
+        #expect(ping.output.contains("Destination Net Unreachable"), "\(ping)")
         let stopped = weftB.wait(seconds: 10)
         #expect(stopped.status == 0, "node B stops cleanly when its own lease is deleted: \(stopped)")
         #expect(try lab.exec("nodeB", ["ip", "link", "show", "flannel0"]).status != 0)
     }
 
-    @Test("a restarted node gets the same subnet back from the registry, without subnet.env")
-    func restartKeepsSubnet() throws {
-        let lab = try Lab()
-        let first = try lab.startWeft("nodeA", try lab.registryArguments(node: 1))
+    @Test("a restarted node gets the same subnet back from the registry, without subnet.env", arguments: Lab.Registry.available)
+    func restartKeepsSubnet(registry: Lab.Registry) throws {
+        let lab = try lab(registry)
+        let first = try lab.startWeft("nodeA", try lab.registryArguments(node: 1, registry: registry))
         #expect(first.stop().status == 0)
         try FileManager.default.removeItem(atPath: "\(lab.stateDirectory)/subnet-1.env")
-        _ = try lab.startWeft("nodeA", try lab.registryArguments(node: 1, writeSubnetFile: false))
+        _ = try lab.startWeft("nodeA", try lab.registryArguments(node: 1, registry: registry, writeSubnetFile: false))
         let address = try lab.exec("nodeA", ["ip", "-4", "addr", "show", "flannel0"])
         #expect(address.output.contains("10.244.1.0/32"), "\(address)")
     }
@@ -76,47 +95,28 @@ private final class LockedError: @unchecked Sendable {
     func set(_ error: Error) { lock.withLock { stored = error } }
     var error: Error? { lock.withLock { stored } }
 }
+}
 
+extension NamespaceTests {
 /// Nodes leasing from a real etcd (Debian's etcd-server) that runs inside node A's namespace,
 /// next to a node that knows nothing of Weft: a lease written in flanneld's format, and an
 /// independent flannel-udp peer.
 @Suite(.serialized, .enabled(if: Environment.canRunNamespaces && Environment.findInPath("etcd") != nil,
                              Comment(rawValue: Environment.missingForNamespaces ?? "etcd not found on PATH: apt-get install etcd-server (tools/prereqs does)")))
 struct EtcdNodeTests {
-    static let endpoint = "http://198.18.0.1:2379"
-
-    private func startEtcd(_ lab: Lab) throws -> BackgroundProcess {
-        let etcd = try lab.spawn("nodeA", [
-            "etcd", "--name", "weft-test", "--data-dir", "\(lab.stateDirectory)/etcd",
-            "--listen-client-urls", Self.endpoint, "--advertise-client-urls", Self.endpoint,
-            "--listen-peer-urls", "http://127.0.0.1:2380", "--initial-advertise-peer-urls", "http://127.0.0.1:2380",
-            "--initial-cluster", "weft-test=http://127.0.0.1:2380",
-        ])
-        let health = try etcdkv(lab, ["health", "--wait", "15"])
-        guard health.status == 0 else { throw LabError("etcd did not become healthy: \(health)\n\(etcd.errorOutput)") }
-        return etcd
-    }
-
-    @discardableResult
-    private func etcdkv(_ lab: Lab, _ arguments: [String]) throws -> CommandResult {
-        try lab.exec("nodeA", ["python3", Environment.testPeer("etcdkv.py"), "--endpoint", Self.endpoint] + arguments, timeout: 30)
-    }
-
     @Test("flanneld's keys both ways, forwarding through an etcd outage, and the watch resyncing after it")
     func etcdLeases() throws {
         let lab = try Lab()
-        var etcd = try startEtcd(lab)
-        try etcdkv(lab, ["put", "/coreos.com/network/config", #"{"Network":"10.244.0.0/16","Backend":{"Type":"udp"}}"#])
-        var arguments = try lab.registryArguments(node: 1)
-        arguments.removeAll { $0 == "--subnet-dir" || $0.hasSuffix("/registry") }
-        let weft = try lab.startWeft("nodeA", arguments + ["--etcd-endpoints", Self.endpoint])
+        var etcd = try lab.startEtcd()
+        try lab.etcdkv(["put", "/coreos.com/network/config", #"{"Network":"10.244.0.0/16","Backend":{"Type":"udp"}}"#])
+        let weft = try lab.startWeft("nodeA", try lab.registryArguments(node: 1, registry: .etcd))
 
         // Weft's own lease, byte for byte what flanneld v0.14+ writes.
-        let own = try etcdkv(lab, ["get", "/coreos.com/network/subnets/10.244.1.0-24"])
+        let own = try lab.etcdkv(["get", "/coreos.com/network/subnets/10.244.1.0-24"])
         #expect(own.output == #"{"PublicIP":"198.18.0.1","PublicIPv6":null}"#, "\(own)")
 
         // Node B is "flanneld": a lease in its exact format, and an independent udp peer.
-        try etcdkv(lab, ["put", "/coreos.com/network/subnets/10.244.2.0-24", #"{"PublicIP":"198.18.0.2","PublicIPv6":null}"#])
+        try lab.etcdkv(["put", "/coreos.com/network/subnets/10.244.2.0-24", #"{"PublicIP":"198.18.0.2","PublicIPv6":null}"#])
         let peer = try lab.spawn("nodeB", ["python3", Environment.testPeer("flannel_peer.py"), "--iface-ip", "198.18.0.2", "--subnet", "10.244.2.0/24", "--network", "10.244.0.0/16", "--peer", "10.244.1.0/24=198.18.0.1", "--duration", "90"])
         try lab.waitForLink("flannel0", in: "nodeB", process: peer)
         usleep(500_000)
@@ -131,8 +131,8 @@ struct EtcdNodeTests {
         #expect(during.output.contains("100 received"), "pings through the etcd outage: \(during)")
 
         // etcd back: the watch resyncs and a change made now reaches the node.
-        etcd = try startEtcd(lab)
-        try etcdkv(lab, ["delete", "/coreos.com/network/subnets/10.244.2.0-24"])
+        etcd = try lab.startEtcd()
+        try lab.etcdkv(["delete", "/coreos.com/network/subnets/10.244.2.0-24"])
         var removed = false
         for _ in 0..<40 where !removed {
             removed = try lab.ping(from: "podA", "10.244.2.2", count: 1).output.contains("Destination Net Unreachable")
@@ -142,4 +142,5 @@ struct EtcdNodeTests {
         #expect(weft.process.isRunning)
         _ = etcd
     }
+}
 }
