@@ -48,7 +48,7 @@ let package = Package(
         .testTarget(name: "WeftCoreTests", dependencies: ["WeftCore"]),
         .testTarget(name: "WeftLinuxTests", dependencies: ["WeftLinux", "WeftCore"]),
         .testTarget(name: "WeftRegistryTests", dependencies: ["WeftRegistry", "WeftCore"]),
-        .testTarget(name: "WeftEtcdTests", dependencies: ["WeftEtcd", "WeftRegistry"]),
+        .testTarget(name: "WeftEtcdTests", dependencies: ["WeftCore", "WeftEtcd", "WeftRegistry"]),
         .testTarget(name: "WeftIntegrationTests", dependencies: ["WeftCore", "WeftRegistry"]),
     ],
     swiftLanguageModes: [.v6]
