@@ -87,6 +87,34 @@ import WeftRegistry
         }
     }
 
+    @Test("a watch that falls behind a compaction re-lists and still ends with every peer")
+    func compactionRelists() async throws {
+        try await withTemporaryDirectory { directory in
+            // An event log of 4 lines: 12 quick leases compact it many times under the watcher.
+            let registry = FileRegistry(directory: directory, eventLogCapacity: 4, pollInterval: 0.2, sweepInterval: 0.1)
+            let messages = Mutex<[String]>([])
+            let node = LeaseManager(registry: registry, configuration: LeaseManagerConfiguration(publicIP: IPv4Address("198.18.0.1")!)) { message in
+                messages.withLock { $0.append(message) }
+            }
+            let config = try await node.loadConfig(creatingIfMissing: Self.config)
+            let lease = try await node.acquire(config: config)
+            let seen = Mutex<[Route]?>(nil)
+            let ending = Task { await node.maintain(lease) { routes in seen.withLock { $0 = routes } } }
+            try await waitUntil { seen.withLock { $0 == [] } }
+            var expected: Set<Route> = []
+            for peer in 2...13 {
+                let other = LeaseManager(registry: FileRegistry(directory: directory, eventLogCapacity: 4), configuration: LeaseManagerConfiguration(publicIP: IPv4Address("198.18.0.\(peer)")!))
+                let peerLease = try await other.acquire(config: config)
+                expected.insert(Route(subnet: peerLease.subnet, nextHop: peerLease.publicIP))
+            }
+            let all = expected
+            try await waitUntil { seen.withLock { $0.map(Set.init) == all } }
+            #expect(messages.withLock { $0.contains { $0.contains("compaction") } }, "the watch was compacted and re-listed")
+            ending.cancel()
+            #expect(await ending.value == .cancelled)
+        }
+    }
+
     /// Polls `condition` for up to 5 s.
     private func waitUntil(_ condition: @Sendable () -> Bool) async throws {
         for _ in 0..<250 {
