@@ -37,10 +37,14 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),
+        // libpcap (Debian's libpcap-dev) as a system library: capture and pcap files.
+        .systemLibrary(name: "CPcap", pkgConfig: "libpcap", providers: [.apt(["libpcap-dev"])]),
+        // Packet capture: flannel-udp decoding and verdicts, pcap files, live capture.
+        .target(name: "WeftCapture", dependencies: ["CPcap", "WeftCore"]),
         .executableTarget(
             name: "weft",
             dependencies: [
-                "WeftCore", "WeftLinux", "WeftDataPath", "WeftRegistry", "WeftEtcd",
+                "WeftCore", "WeftLinux", "WeftDataPath", "WeftRegistry", "WeftEtcd", "WeftCapture",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -49,6 +53,7 @@ let package = Package(
         .testTarget(name: "WeftLinuxTests", dependencies: ["WeftLinux", "WeftCore"]),
         .testTarget(name: "WeftRegistryTests", dependencies: ["WeftRegistry", "WeftCore"]),
         .testTarget(name: "WeftEtcdTests", dependencies: ["WeftCore", "WeftEtcd", "WeftRegistry"]),
+        .testTarget(name: "WeftCaptureTests", dependencies: ["WeftCapture", "WeftCore"]),
         .testTarget(name: "WeftIntegrationTests", dependencies: ["WeftCore", "WeftRegistry"]),
     ],
     swiftLanguageModes: [.v6]

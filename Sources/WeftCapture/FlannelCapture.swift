@@ -1,0 +1,178 @@
+import Glibc
+import WeftCore
+
+/// Counts by verdict over a capture.
+public struct Report: Sendable, Equatable, CustomStringConvertible {
+    public var counts: [Verdict: Int] = [:]
+    public var linkType: Int32 = 0
+
+    public init() {}
+
+    public subscript(verdict: Verdict) -> Int { counts[verdict, default: 0] }
+    /// Packets seen, of any verdict.
+    public var total: Int { counts.values.reduce(0, +) }
+    /// Datagrams on the port that break the wire format.
+    public var violations: Int { counts.filter { $0.key.isViolation }.values.reduce(0, +) }
+    public var isValid: Bool { violations == 0 }
+
+    mutating func add(_ verdict: Verdict) { counts[verdict, default: 0] += 1 }
+
+    /// `total 5 valid 3 portMismatch 1 …`: every verdict, in a fixed order.
+    public var description: String {
+        (["packets \(total)"] + Verdict.allCases.map { "\($0.rawValue) \(self[$0])" } + ["violations \(violations)"])
+            .joined(separator: " ")
+    }
+
+    /// One JSON object: {"packets":N,"violations":N,"valid":N,...}.
+    public var json: String {
+        let fields = ["\"packets\":\(total)", "\"violations\":\(violations)"]
+            + Verdict.allCases.map { "\"\($0.rawValue)\":\(self[$0])" }
+        return "{" + fields.joined(separator: ",") + "}"
+    }
+}
+
+/// One captured frame, copied, with its decoding.
+public struct Frame: Sendable, Equatable {
+    public var header: PacketHeader
+    public var bytes: [UInt8]
+    public var datagram: FlannelDatagram
+
+    /// The decapsulated inner packet, for `.valid` datagrams.
+    public var innerPacket: ArraySlice<UInt8>? { datagram.innerRange.map { bytes[$0] } }
+}
+
+/// The library API: verify files and capture live, with the same decoding as `weft capture`.
+public enum FlannelCapture {
+    /// Decodes every packet of `file`; throws for a non-pcap, truncated or unsupported file.
+    public static func verify(file: String, port: UInt16 = 8285) throws -> Report {
+        let reader = try PcapReader(path: file)
+        var report = Report()
+        report.linkType = reader.linkType
+        while try reader.next({ header, bytes in
+            report.add(FlannelDecoder.decode(bytes, wireLength: header.wireLength, linkType: reader.linkType, port: port).verdict)
+        }) {}
+        return report
+    }
+
+    /// Reads and decodes every packet of `file`.
+    public static func read(file: String, port: UInt16 = 8285) throws -> [Frame] {
+        let reader = try PcapReader(path: file)
+        var frames: [Frame] = []
+        while try reader.next({ header, bytes in
+            frames.append(Frame(header: header, bytes: Array(bytes),
+                                datagram: FlannelDecoder.decode(bytes, wireLength: header.wireLength, linkType: reader.linkType, port: port)))
+        }) {}
+        return frames
+    }
+
+    /// Captures on `interface` (filter `udp port <port>` unless given) until `count` packets or
+    /// `duration` seconds, whichever comes first; writes the outer and inner pcaps when paths are given.
+    public static func capture(interface: String, port: UInt16 = 8285, filter: String? = nil, count: Int? = nil,
+                               duration: Double? = nil, writeOuter: String? = nil, writeInner: String? = nil,
+                               ready: () -> Void = {}) throws -> [Frame] {
+        let session = try CaptureSession(interface: interface, port: port, filter: filter, writeOuter: writeOuter, writeInner: writeInner)
+        defer { session.close() }
+        ready()
+        var frames: [Frame] = []
+        try session.run(count: count, duration: duration) { header, bytes, datagram in
+            frames.append(Frame(header: header, bytes: Array(bytes), datagram: datagram))
+        }
+        return frames
+    }
+}
+
+/// A live capture with its output files: what `weft capture --iface` runs.
+public final class CaptureSession: @unchecked Sendable {
+    public let capture: LiveCapture
+    public let port: UInt16
+    public let outer: PcapWriter?
+    public let inner: PcapWriter?
+    public private(set) var report = Report()
+
+    public init(interface: String, port: UInt16 = 8285, filter: String? = nil, writeOuter: String? = nil, writeInner: String? = nil) throws {
+        let capture = try LiveCapture(interface: interface, filter: filter ?? "udp port \(port)")
+        self.capture = capture
+        self.port = port
+        outer = try writeOuter.map { try PcapWriter(path: $0, linkType: capture.linkType, snapLength: capture.snapLength) }
+        inner = try writeInner.map { try PcapWriter(path: $0, linkType: LinkType.raw, snapLength: capture.snapLength) }
+    }
+
+    /// Runs until `count` packets, `duration` seconds, `stop()` or `shouldStop()`.
+    public func run(count: Int? = nil, duration: Double? = nil, shouldStop: () -> Bool = { false }, idle: () -> Void = {},
+                    _ body: (PacketHeader, UnsafeRawBufferPointer, FlannelDatagram) throws -> Void) throws {
+        let deadline = duration.map { monotonicSeconds() + $0 }
+        var seen = 0
+        try capture.run(shouldStop: { shouldStop() || (deadline.map { monotonicSeconds() >= $0 } ?? false) }, idle: idle) { header, bytes in
+            let datagram = FlannelDecoder.decode(bytes, wireLength: header.wireLength, linkType: capture.linkType, port: port)
+            report.add(datagram.verdict)
+            outer?.write(bytes, header: header)
+            if let range = datagram.innerRange, let inner {
+                let packet = UnsafeRawBufferPointer(rebasing: bytes[range])
+                inner.write(packet, header: PacketHeader(seconds: header.seconds, microseconds: header.microseconds,
+                                                         capturedLength: packet.count, wireLength: packet.count))
+            }
+            try body(header, bytes, datagram)
+            seen += 1
+            return count.map { seen < $0 } ?? true
+        }
+    }
+
+    public func stop() { capture.stop() }
+
+    /// Flushes both files (for a live view of them).
+    public func flush() {
+        outer?.flush()
+        inner?.flush()
+    }
+
+    /// Closes the files and the capture.
+    public func close() {
+        outer?.close()
+        inner?.close()
+        capture.close()
+    }
+}
+
+func monotonicSeconds() -> Double {
+    var time = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &time)
+    return Double(time.tv_sec) + Double(time.tv_nsec) / 1e9
+}
+
+/// The one-line description of a packet, as `weft capture` prints it:
+/// `10:11:01.123456 198.18.0.2:8285 > 198.18.0.1:8285 ICMP 10.244.1.2 > 10.244.2.2 len 112/84 ttl 63 valid`.
+public func describe(_ header: PacketHeader, _ datagram: FlannelDatagram) -> String {
+    var seconds = time_t(header.seconds)
+    var parts = tm()
+    gmtime_r(&seconds, &parts)
+    func two(_ value: Int32) -> String { value < 10 ? "0\(value)" : "\(value)" }
+    var micro = String(header.microseconds)
+    micro = String(repeating: "0", count: max(0, 6 - micro.count)) + micro
+    var line = "\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec)).\(micro)"
+    if let source = datagram.outerSource, let destination = datagram.outerDestination {
+        let sourcePort = datagram.sourcePort.map { ":\($0)" } ?? ""
+        let destinationPort = datagram.destinationPort.map { ":\($0)" } ?? ""
+        line += " \(source)\(sourcePort) > \(destination)\(destinationPort)"
+    } else {
+        line += " -"
+    }
+    if let innerSource = datagram.innerSource, let innerDestination = datagram.innerDestination, let proto = datagram.innerProtocol {
+        line += " \(protocolName(proto)) \(innerSource) > \(innerDestination)"
+    }
+    line += " len \(header.wireLength)"
+    if let payload = datagram.payloadLength { line += " payload \(payload)" }
+    if let innerLength = datagram.innerTotalLength { line += " inner \(innerLength)" }
+    if let ttl = datagram.innerTTL { line += " ttl \(ttl)" }
+    line += " " + datagram.verdict.rawValue
+    return line
+}
+
+/// "ICMP", "TCP", "UDP" or "proto N".
+public func protocolName(_ number: UInt8) -> String {
+    switch number {
+    case 1: "ICMP"
+    case 6: "TCP"
+    case 17: "UDP"
+    default: "proto \(number)"
+    }
+}

@@ -1,0 +1,186 @@
+import WeftCore
+
+/// What a captured datagram is, measured against flannel's udp backend wire format: one UDP
+/// datagram, source port = destination port, carries exactly one complete inner IPv4 packet.
+public enum Verdict: String, CaseIterable, Sendable, Comparable {
+    /// One well-formed inner IPv4 packet, ports equal.
+    case valid
+    /// On the port, but source port ≠ destination port.
+    case portMismatch
+    /// The payload is not an IPv4 packet (IPv6, another version, a bad header length, under 20 bytes).
+    case notIPv4Payload
+    /// The inner IPv4 header checksum is wrong.
+    case badInnerChecksum
+    /// Inner total length ≠ UDP payload length (also two packets in one datagram).
+    case lengthMismatch
+    /// Cut by the snap length, or shorter than its own headers say.
+    case truncated
+    /// Not UDP over IPv4 (not counted as a violation).
+    case notUDP
+    /// UDP on another port (not counted as a violation).
+    case otherPort
+
+    /// True for the verdicts that break the wire format; `notUDP` and `otherPort` are other traffic.
+    public var isViolation: Bool {
+        switch self {
+        case .valid, .notUDP, .otherPort: false
+        default: true
+        }
+    }
+
+    public static func < (lhs: Verdict, rhs: Verdict) -> Bool {
+        allCases.firstIndex(of: lhs)! < allCases.firstIndex(of: rhs)!
+    }
+}
+
+/// The link types Weft decodes, as `pcap_datalink` reports them.
+public enum LinkType {
+    /// DLT_EN10MB: Ethernet.
+    public static let ethernet: Int32 = 1
+    /// DLT_RAW as libpcap defines it on Linux (written to files as LINKTYPE_RAW 101).
+    public static let raw: Int32 = 12
+    /// DLT_RAW on OpenBSD.
+    public static let rawOpenBSD: Int32 = 14
+    /// LINKTYPE_RAW, as some readers report it.
+    public static let linktypeRaw: Int32 = 101
+    /// DLT_LINUX_SLL ("any" device, cooked v1).
+    public static let linuxSLL: Int32 = 113
+    /// DLT_LINUX_SLL2 (cooked v2).
+    public static let linuxSLL2: Int32 = 276
+
+    /// True when `decode` understands `linkType`.
+    public static func isSupported(_ linkType: Int32) -> Bool {
+        [ethernet, raw, rawOpenBSD, linktypeRaw, linuxSLL, linuxSLL2].contains(linkType)
+    }
+
+    /// Names for messages.
+    public static let supportedNames = "EN10MB, RAW, LINUX_SLL, LINUX_SLL2"
+}
+
+/// The fields of one decoded frame. Addresses and lengths are those the capture holds; inner
+/// fields are nil when the payload has no readable IPv4 header.
+public struct FlannelDatagram: Sendable, Equatable {
+    public var verdict: Verdict
+    public var outerSource: IPv4Address?
+    public var outerDestination: IPv4Address?
+    public var sourcePort: UInt16?
+    public var destinationPort: UInt16?
+    /// UDP payload length from the UDP length field.
+    public var payloadLength: Int?
+    public var innerProtocol: UInt8?
+    public var innerSource: IPv4Address?
+    public var innerDestination: IPv4Address?
+    public var innerTotalLength: Int?
+    public var innerTTL: UInt8?
+    /// Where the inner packet lies in the frame (set for `.valid` only).
+    public var innerRange: Range<Int>?
+
+    init(_ verdict: Verdict) { self.verdict = verdict }
+}
+
+/// Decodes a link-layer frame into a flannel-udp datagram and judges it. No allocation.
+public enum FlannelDecoder {
+    /// `frame` holds the captured bytes; `wireLength` is the length on the wire (pcap's `len`).
+    public static func decode(_ frame: UnsafeRawBufferPointer, wireLength: Int, linkType: Int32, port: UInt16) -> FlannelDatagram {
+        guard let ipOffset = networkOffset(frame, linkType: linkType) else { return FlannelDatagram(.notUDP) }
+        if ipOffset < 0 { return FlannelDatagram(.truncated) }
+        let packet = UnsafeRawBufferPointer(rebasing: frame[ipOffset...])
+        let cut = frame.count < wireLength
+        return decodeIPv4(packet, cut: cut, frameOffset: ipOffset, port: port)
+    }
+
+    /// Offset of the network header; -1 when the link header itself is cut; nil when the frame
+    /// does not carry IPv4 (or the link type is not supported).
+    static func networkOffset(_ frame: UnsafeRawBufferPointer, linkType: Int32) -> Int? {
+        func be16(_ offset: Int) -> UInt16 { UInt16(frame[offset]) << 8 | UInt16(frame[offset + 1]) }
+        switch linkType {
+        case LinkType.ethernet:
+            guard frame.count >= 14 else { return -1 }
+            var offset = 12
+            var type = be16(offset)
+            // At most two VLAN tags (802.1Q, 802.1ad).
+            while type == 0x8100 || type == 0x88A8, offset < 20 {
+                guard frame.count >= offset + 6 else { return -1 }
+                offset += 4
+                type = be16(offset)
+            }
+            return type == 0x0800 ? offset + 2 : nil
+        case LinkType.raw, LinkType.rawOpenBSD, LinkType.linktypeRaw:
+            guard frame.count >= 1 else { return -1 }
+            return frame[0] >> 4 == 4 ? 0 : nil
+        case LinkType.linuxSLL:
+            guard frame.count >= 16 else { return -1 }
+            return be16(14) == 0x0800 ? 16 : nil
+        case LinkType.linuxSLL2:
+            guard frame.count >= 20 else { return -1 }
+            return be16(0) == 0x0800 ? 20 : nil
+        default:
+            return nil
+        }
+    }
+
+    /// Judges an outer IPv4 packet. `cut` says the capture holds less than the wire had.
+    public static func decodeIPv4(_ packet: UnsafeRawBufferPointer, cut: Bool, frameOffset: Int = 0, port: UInt16) -> FlannelDatagram {
+        guard packet.count >= 20, let base = packet.baseAddress else { return FlannelDatagram(.truncated) }
+        let outer = IPv4Header(base)
+        guard outer.version == 4 else { return FlannelDatagram(.notUDP) }
+        guard outer.protocolNumber == 17 else { return FlannelDatagram(.notUDP) }
+        // A later fragment has no UDP header.
+        guard outer.fragmentOffset == 0 else { return FlannelDatagram(.notUDP) }
+        var result = FlannelDatagram(.valid)
+        result.outerSource = outer.source
+        result.outerDestination = outer.destination
+        let ihl = outer.headerLength
+        guard ihl >= 20, packet.count >= ihl + 8 else {
+            result.verdict = .truncated
+            return result
+        }
+        func be16(_ offset: Int) -> UInt16 { UInt16(packet[offset]) << 8 | UInt16(packet[offset + 1]) }
+        let sourcePort = be16(ihl)
+        let destinationPort = be16(ihl + 2)
+        let udpLength = Int(be16(ihl + 4))
+        result.sourcePort = sourcePort
+        result.destinationPort = destinationPort
+        guard sourcePort == port || destinationPort == port else {
+            result.verdict = .otherPort
+            return result
+        }
+        result.payloadLength = max(udpLength - 8, 0)
+        // The inner header, for display, as far as the capture holds it.
+        let payloadStart = ihl + 8
+        let available = packet.count - payloadStart
+        if available >= 20, packet[payloadStart] >> 4 == 4 {
+            let inner = IPv4Header(base + payloadStart)
+            result.innerProtocol = inner.protocolNumber
+            result.innerSource = inner.source
+            result.innerDestination = inner.destination
+            result.innerTotalLength = inner.totalLength
+            result.innerTTL = inner.ttl
+        }
+        guard sourcePort == destinationPort else {
+            result.verdict = .portMismatch
+            return result
+        }
+        // The UDP length must fit the outer packet; a capture that holds less than that is cut.
+        guard udpLength >= 8, ihl + udpLength <= outer.totalLength else {
+            result.verdict = .lengthMismatch
+            return result
+        }
+        guard !cut, packet.count >= ihl + udpLength else {
+            result.verdict = .truncated
+            return result
+        }
+        let payload = UnsafeRawBufferPointer(start: base + payloadStart, count: udpLength - 8)
+        switch IPv4Header.validate(payload) {
+        case nil:
+            result.innerRange = frameOffset + payloadStart ..< frameOffset + payloadStart + payload.count
+        case .badTotalLength?:
+            result.verdict = .lengthMismatch
+        case .badChecksum?:
+            result.verdict = .badInnerChecksum
+        default:
+            result.verdict = .notIPv4Payload
+        }
+        return result
+    }
+}
