@@ -1,0 +1,157 @@
+import ArgumentParser
+import Glibc
+import Synchronization
+import WeftCapture
+
+/// Set by SIGINT/SIGTERM while `weft capture` runs; the capture loop sees it within 100 ms.
+private let captureInterrupted = Atomic<Bool>(false)
+
+/// `weft capture`: capture flannel-udp traffic live, read a pcap, or verify one.
+struct CaptureCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "capture",
+        abstract: "Capture, read or verify flannel-udp traffic with libpcap.",
+        discussion: """
+            One line per packet on stdout: time, outer source:port > destination:port, the inner \
+            protocol and addresses, lengths (len = on the wire, payload = UDP payload, inner = inner \
+            total length), inner TTL, and a verdict: valid, portMismatch, notIPv4Payload, \
+            badInnerChecksum, lengthMismatch, truncated (violations), or notUDP, otherPort \
+            (other traffic).
+
+            --write keeps the outer frames with the interface's link type; --write-inner keeps the \
+            decapsulated inner IPv4 packets (LINKTYPE_RAW), so any pcap tool shows pod-to-pod \
+            traffic. While writing files, counts go to stderr every second. Ctrl-C closes the \
+            files cleanly. Live capture needs root or CAP_NET_RAW.
+
+            --verify exits non-zero when any datagram on the port breaks the wire format.
+
+            Examples:
+              weft capture --iface eth0 --write outer.pcap --write-inner inner.pcap
+              weft capture --iface flannel0 --filter icmp --count 10
+              weft capture --read outer.pcap
+              weft capture --verify outer.pcap --json
+            """
+    )
+
+    @Option(help: ArgumentHelp("Interface to capture on (live).", valueName: "name"))
+    var iface: String?
+
+    @Option(help: ArgumentHelp("Read a pcap file and print its packets.", valueName: "file"))
+    var read: String?
+
+    @Option(help: ArgumentHelp("Check that every datagram on the port in a pcap file is valid flannel-udp.", valueName: "file"))
+    var verify: String?
+
+    @Option(help: ArgumentHelp("flannel's UDP port.", valueName: "port"))
+    var port: UInt16 = 8285
+
+    @Option(help: ArgumentHelp("Kernel BPF filter (pcap syntax). Default: udp port <port>.", valueName: "expr"))
+    var filter: String?
+
+    @Option(help: ArgumentHelp("Stop after this many packets.", valueName: "n"))
+    var count: Int?
+
+    @Option(help: ArgumentHelp("Stop after this many seconds.", valueName: "seconds"))
+    var duration: Double?
+
+    @Option(name: .customLong("write"), help: ArgumentHelp("Write the captured frames to this pcap file.", valueName: "outer.pcap"))
+    var writeOuter: String?
+
+    @Option(name: .customLong("write-inner"), help: ArgumentHelp("Write the decapsulated inner IPv4 packets to this pcap file (LINKTYPE_RAW).", valueName: "inner.pcap"))
+    var writeInner: String?
+
+    @Flag(help: "With --verify: print the counts as one JSON object.")
+    var json = false
+
+    func validate() throws {
+        let modes = [iface, read, verify].compactMap { $0 }.count
+        guard modes == 1 else { throw ValidationError("give exactly one of --iface, --read, --verify") }
+        if iface == nil, filter != nil || count != nil || duration != nil || writeOuter != nil || writeInner != nil {
+            throw ValidationError("--filter, --count, --duration, --write and --write-inner need --iface")
+        }
+        if json, verify == nil { throw ValidationError("--json needs --verify") }
+        if let count, count < 1 { throw ValidationError("--count must be at least 1") }
+        if let duration, !(duration > 0) { throw ValidationError("--duration must be positive seconds") }
+        if port == 0 { throw ValidationError("--port must be 1 to 65535") }
+    }
+
+    func run() throws {
+        if let read { try readFile(read) } else if let verify { try verifyFile(verify) } else if let iface { try live(iface) }
+    }
+
+    private func readFile(_ path: String) throws {
+        let reader: PcapReader
+        do { reader = try PcapReader(path: path) } catch { throw RunError("\(error)") }
+        var report = Report()
+        do {
+            while try reader.next({ header, bytes in
+                let datagram = FlannelDecoder.decode(bytes, wireLength: header.wireLength, linkType: reader.linkType, port: port)
+                report.counts[datagram.verdict, default: 0] += 1
+                printLine(describe(header, datagram))
+            }) {}
+        } catch {
+            throw RunError("\(error) (after \(report.total) packets)")
+        }
+        printError("\(path): link type \(linkTypeName(reader.linkType)): \(report)")
+    }
+
+    private func verifyFile(_ path: String) throws {
+        let report: Report
+        do { report = try FlannelCapture.verify(file: path, port: port) } catch { throw RunError("\(error)") }
+        printLine(json ? report.json : "\(path): \(report)")
+        if !report.isValid {
+            let onPort = report.total - report[.notUDP] - report[.otherPort]
+            throw RunError("\(path): \(report.violations) of \(onPort) datagrams on port \(port) break the flannel-udp wire format")
+        }
+    }
+
+    private func live(_ interface: String) throws {
+        let session: CaptureSession
+        do {
+            session = try CaptureSession(interface: interface, port: port, filter: filter, writeOuter: writeOuter, writeInner: writeInner)
+        } catch { throw RunError("\(error)") }
+        signal(SIGINT) { _ in captureInterrupted.store(true, ordering: .relaxed) }
+        signal(SIGTERM) { _ in captureInterrupted.store(true, ordering: .relaxed) }
+        let writing = writeOuter != nil || writeInner != nil
+        printError("capturing on \(interface) (link type \(linkTypeName(session.capture.linkType)), filter '\(filter ?? "udp port \(port)")')")
+        var lastCounts = monotonic()
+        func showCounts() {
+            guard writing, monotonic() - lastCounts >= 1 else { return }
+            lastCounts = monotonic()
+            session.flush()
+            printError("captured \(session.report.total): valid \(session.report[.valid]), violations \(session.report.violations)")
+        }
+        do {
+            try session.run(count: count, duration: duration, shouldStop: { captureInterrupted.load(ordering: .relaxed) }, idle: showCounts) { header, _, datagram in
+                printLine(describe(header, datagram))
+                showCounts()
+            }
+        } catch {
+            session.close()
+            throw RunError("\(error)")
+        }
+        let statistics = session.capture.statistics
+        session.close()
+        var summary = "captured \(session.report.total) (\(session.report))"
+        if let statistics { summary += "; kernel: recv=\(statistics.received) drop=\(statistics.dropped)" }
+        if let writeOuter { summary += "; wrote \(writeOuter)" }
+        if let writeInner { summary += "; wrote \(writeInner)" }
+        printError(summary)
+    }
+}
+
+private func monotonic() -> Double {
+    var time = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &time)
+    return Double(time.tv_sec) + Double(time.tv_nsec) / 1e9
+}
+
+private func printLine(_ text: String) {
+    var line = text + "\n"
+    line.withUTF8 { _ = Glibc.write(1, $0.baseAddress, $0.count) }
+}
+
+private func printError(_ text: String) {
+    var line = text + "\n"
+    line.withUTF8 { _ = Glibc.write(2, $0.baseAddress, $0.count) }
+}
