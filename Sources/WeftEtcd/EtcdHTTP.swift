@@ -2,28 +2,38 @@ import Foundation
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 import WeftRegistry
 
-/// One etcd client URL, parsed once. Only `http://` is accepted: TLS would need swift-nio-ssl,
-/// which Weft does not depend on yet (etcd-v3-json.md §11), so `https://` is refused with a
-/// clear message instead of being sent in plain text.
+/// One etcd client URL, parsed once: `http://` (plain) or `https://` (TLS through NIOSSL with
+/// the registry's `EtcdTLS` context, attached by `EtcdRegistry.init`).
 struct EtcdEndpoint: Sendable, CustomStringConvertible {
     var url: String
     var host: String
     var port: Int
+    /// `https://`: the connection must be TLS, never plain.
+    var secure = false
+    /// The client TLS context for a secure endpoint; nil for `http://`.
+    var tls: NIOSSLContext?
 
     var description: String { url }
+
+    /// The host for SNI and certificate verification: nil for an IP address.
+    var sniHostname: String? {
+        var v4 = in_addr()
+        var v6 = in6_addr()
+        if inet_pton(AF_INET, host, &v4) == 1 || inet_pton(AF_INET6, host, &v6) == 1 { return nil }
+        return host
+    }
 
     static func parse(_ text: String) -> Result<EtcdEndpoint, EtcdTransportError> {
         var rest = Substring(text)
         if rest.hasSuffix("/") { rest = rest.dropLast() }
-        if rest.hasPrefix("https://") {
-            return .failure(.init(endpoint: text, message: "TLS to etcd is not supported yet; use an http:// endpoint"))
+        let secure = rest.hasPrefix("https://")
+        guard secure || rest.hasPrefix("http://") else {
+            return .failure(.init(endpoint: text, message: "not an http:// or https:// URL"))
         }
-        guard rest.hasPrefix("http://") else {
-            return .failure(.init(endpoint: text, message: "not an http:// URL"))
-        }
-        rest = rest.dropFirst("http://".count)
+        rest = rest.dropFirst(secure ? "https://".count : "http://".count)
         var host: Substring
         var portText: Substring?
         if rest.hasPrefix("[") {
@@ -53,7 +63,7 @@ struct EtcdEndpoint: Sendable, CustomStringConvertible {
         guard !host.isEmpty, !host.contains("/") else {
             return .failure(.init(endpoint: text, message: "bad host"))
         }
-        return .success(EtcdEndpoint(url: text, host: String(host), port: port))
+        return .success(EtcdEndpoint(url: text, host: String(host), port: port, secure: secure))
     }
 }
 
@@ -95,6 +105,10 @@ enum EtcdHTTP {
     typealias Connection = NIOAsyncChannel<HTTPClientResponsePart, HTTPClientRequestPart>
 
     static func connect(_ endpoint: EtcdEndpoint) async throws -> Connection {
+        if endpoint.secure && endpoint.tls == nil {
+            // Never fall back to plain text for an https:// endpoint.
+            throw EtcdTransportError(endpoint: endpoint.url, message: "TLS is not set up for this https:// endpoint")
+        }
         do {
             return try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
                 .connectTimeout(connectTimeout)
@@ -103,6 +117,13 @@ enum EtcdHTTP {
                 .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
                 .connect(host: endpoint.host, port: endpoint.port) { channel in
                     channel.eventLoop.makeCompletedFuture {
+                        if let context = endpoint.tls {
+                            // SNI and verification use the URL's host name; for an IP literal
+                            // (no SNI allowed) NIOSSL verifies the peer's address against the
+                            // certificate's IP SANs instead.
+                            let handler = try NIOSSLClientHandler(context: context, serverHostname: endpoint.sniHostname)
+                            try channel.pipeline.syncOperations.addHandler(handler)
+                        }
                         try channel.pipeline.syncOperations.addHTTPClientHandlers()
                         return try Connection(wrappingChannelSynchronously: channel)
                     }
@@ -223,6 +244,22 @@ enum EtcdHTTP {
 
     /// A short cause for logs, e.g. "connection refused" rather than NIO's nested error dump.
     static func describe(_ error: Error) -> String {
+        if let error = error as? NIOSSLError {
+            switch error {
+            case .handshakeFailed(let ssl):
+                return "TLS handshake failed: \(describe(ssl))"
+            case .uncleanShutdown:
+                return "TLS connection cut without close_notify"
+            default:
+                return "TLS error: \(error)"
+            }
+        }
+        if let error = error as? BoringSSLError {
+            return "TLS error: \(describe(error))"
+        }
+        if let error = error as? NIOSSLExtraError {
+            return "TLS error: \(error)"
+        }
         if let error = error as? NIOConnectionError {
             if let first = error.connectionErrors.first { return describe(first.error) }
             if let dns = error.dnsAAAAError ?? error.dnsAError { return "cannot resolve \(error.host): \(dns)" }
@@ -239,5 +276,35 @@ enum EtcdHTTP {
             }
         }
         return "\(error)"
+    }
+
+    /// BoringSSL's error stack as its reason codes (e.g. "CERTIFICATE_VERIFY_FAILED", not the
+    /// packed number and source path), with what the common ones mean for etcd.
+    static func describe(_ error: BoringSSLError) -> String {
+        switch error {
+        case .sslError(let stack), .unknownError(let stack):
+            let reasons = stack.map { reason("\($0)") }
+            guard !reasons.isEmpty else { return "\(error)" }
+            let text = reasons.joined(separator: "; ")
+            if reasons.contains("CERTIFICATE_VERIFY_FAILED") {
+                return "etcd's server certificate does not verify against the CA file (or the system trust store) or does not name the host (\(text))"
+            }
+            if reasons.contains(where: { $0.hasSuffix("ALERT_BAD_CERTIFICATE") || $0.hasSuffix("ALERT_CERTIFICATE_REQUIRED")
+                || $0.hasSuffix("ALERT_UNKNOWN_CA") || $0.hasSuffix("ALERT_CERTIFICATE_UNKNOWN") }) {
+                return "etcd refused this client's certificate, or wants one and none is set (\(text))"
+            }
+            return text
+        default:
+            return "\(error)"
+        }
+    }
+
+    /// "Error: 2684… error:1000007d:SSL routines:OPENSSL_internal:CERTIFICATE_VERIFY_FAILED at
+    /// /…/handshake.cc:320" → "CERTIFICATE_VERIFY_FAILED".
+    static func reason(_ text: String) -> String {
+        var reason = Substring(text)
+        if let at = reason.range(of: " at ", options: .backwards) { reason = reason[..<at.lowerBound] }
+        if let colon = reason.lastIndex(of: ":") { reason = reason[reason.index(after: colon)...] }
+        return reason.isEmpty ? text : String(reason)
     }
 }

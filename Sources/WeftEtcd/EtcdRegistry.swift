@@ -1,9 +1,10 @@
 import Foundation
+import NIOSSL
 import Synchronization
 import WeftRegistry
 
 /// Subnet leases in etcd v3, stored exactly as flanneld v0.18+ stores them, through etcd's JSON
-/// gateway (`/v3/...`) over plain HTTP/1.1 (etcd-v3-json.md; flannel-udp.md §6.4).
+/// gateway (`/v3/...`) over HTTP/1.1, plain or TLS (etcd-v3-json.md; flannel-udp.md §6.4).
 ///
 /// * Revisions are etcd revisions; a TTL is an etcd lease granted for that key alone.
 /// * `RegistryEntry.expiresAt` is always nil: the lease TTL lives on the server, and flanneld's
@@ -11,7 +12,7 @@ import WeftRegistry
 /// * Requests go to the endpoint that last answered, and move to the next one only when etcd
 ///   could not be reached (connect error, 5 s deadline, cut connection); an error that etcd
 ///   answered is final. Every failure surfaces as `RegistryError.unavailable` naming the endpoints.
-/// * Only `http://` endpoints; `https://` is refused at the first request (no TLS yet).
+/// * `http://` endpoints are plain; `https://` ones use TLS (`EtcdTLS`: CA, client certificate).
 public final class EtcdRegistry: SubnetRegistry {
     /// The client URLs as given.
     public let endpoints: [String]
@@ -30,9 +31,40 @@ public final class EtcdRegistry: SubnetRegistry {
     /// A registry talking to etcd at `endpoints` (e.g. `http://127.0.0.1:2379`). With
     /// `username`, a token is fetched from `/v3/auth/authenticate` on first use (and again when
     /// etcd says it is invalid) and sent as the `Authorization` header.
-    public init(endpoints: [String], username: String? = nil, password: String? = nil) {
+    /// `https://` endpoints trust the system roots and send no client certificate.
+    public convenience init(endpoints: [String], username: String? = nil, password: String? = nil) {
+        // Only the system trust store can fail here; an https:// endpoint then reports it.
+        let context = endpoints.contains { $0.hasPrefix("https://") }
+            ? Result { try EtcdTLS().makeContext() } : nil
+        self.init(endpoints: endpoints, username: username, password: password, context: context)
+    }
+
+    /// As above, with `tls` for the `https://` endpoints: the PEM files are read now, so a
+    /// missing or malformed one throws `EtcdTLSError` naming it. `http://` endpoints stay plain.
+    public convenience init(endpoints: [String], username: String? = nil, password: String? = nil,
+                            tls: EtcdTLS) throws {
+        let context = try tls.makeContext()
+        self.init(endpoints: endpoints, username: username, password: password, context: .success(context))
+    }
+
+    init(endpoints: [String], username: String?, password: String?,
+         context: Result<NIOSSLContext, any Error>?) {
         self.endpoints = endpoints
-        parsed = endpoints.map(EtcdEndpoint.parse)
+        parsed = endpoints.map { text in
+            EtcdEndpoint.parse(text).flatMap { endpoint in
+                guard endpoint.secure else { return .success(endpoint) }
+                switch context {
+                case .success(let context)?:
+                    var endpoint = endpoint
+                    endpoint.tls = context
+                    return .success(endpoint)
+                case .failure(let error)?:
+                    return .failure(EtcdTransportError(endpoint: text, message: "cannot set up TLS: \(error)"))
+                case nil:
+                    return .failure(EtcdTransportError(endpoint: text, message: "TLS is not set up"))
+                }
+            }
+        }
         self.username = username
         self.password = password
     }

@@ -5,7 +5,6 @@ enum FlanneldFlags {
     static let notImplemented: [String: String] = {
         let kubernetes = "Weft leases subnets from etcd (--etcd-endpoints) or its file registry (--subnet-dir), not from the Kubernetes API"
         let iptables = "Weft does not manage iptables rules"
-        let etcdTLS = "TLS to etcd is not supported yet: use an http:// endpoint on a trusted network"
         return [
             "kube-subnet-mgr": kubernetes, "kube-api-url": kubernetes, "kubeconfig-file": kubernetes,
             "kube-annotation-prefix": kubernetes, "net-config-path": kubernetes,
@@ -17,7 +16,6 @@ enum FlanneldFlags {
             "iface-regex": "choose the interface with --iface", "iface-can-reach": "choose the interface with --iface",
             "public-ipv6": "flannel's udp backend carries IPv4 only",
             "healthz-ip": "Weft has no health endpoint yet", "healthz-port": "Weft has no health endpoint yet",
-            "etcd-cafile": etcdTLS, "etcd-certfile": etcdTLS, "etcd-keyfile": etcdTLS,
             "v": "use --log-level",
         ]
     }()

@@ -34,7 +34,7 @@ enum LeaseSource {
 struct RegistrySettings {
     enum Store {
         case directory(String)
-        case etcd(endpoints: [String], username: String?, password: String?)
+        case etcd(endpoints: [String], username: String?, password: String?, tls: EtcdTLS)
     }
     var store: Store
     var prefix: String
@@ -195,8 +195,12 @@ final class Node: @unchecked Sendable {
                     throw RunError("subnet registry \(path): \(error)")
                 }
                 registry = files
-            case .etcd(let endpoints, let username, let password):
-                registry = EtcdRegistry(endpoints: endpoints, username: username, password: password)
+            case .etcd(let endpoints, let username, let password, let tls):
+                do {
+                    registry = try EtcdRegistry(endpoints: endpoints, username: username, password: password, tls: tls)
+                } catch {
+                    throw RunError("\(error)")
+                }
             }
             let manager = LeaseManager(
                 registry: registry,

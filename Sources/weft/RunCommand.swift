@@ -5,6 +5,7 @@ import Logging
 import Synchronization
 import WeftCore
 import WeftDataPath
+import WeftEtcd
 import WeftLinux
 import WeftRegistry
 
@@ -33,7 +34,8 @@ struct RunCommand: ParsableCommand {
             Flags that flanneld also has keep flanneld's names and can be set from the \
             environment as FLANNELD_<NAME>: FLANNELD_IFACE, FLANNELD_PUBLIC_IP, \
             FLANNELD_SUBNET_FILE, FLANNELD_SUBNET_LEASE_RENEW_MARGIN, FLANNELD_ETCD_ENDPOINTS, \
-            FLANNELD_ETCD_PREFIX, FLANNELD_ETCD_USERNAME, FLANNELD_ETCD_PASSWORD. \
+            FLANNELD_ETCD_PREFIX, FLANNELD_ETCD_USERNAME, FLANNELD_ETCD_PASSWORD, \
+            FLANNELD_ETCD_CAFILE, FLANNELD_ETCD_CERTFILE, FLANNELD_ETCD_KEYFILE. \
             flanneld flags that Weft does not implement are refused.
 
             Examples:
@@ -84,6 +86,19 @@ struct RunCommand: ParsableCommand {
 
     @Option(help: ArgumentHelp("etcd password (env FLANNELD_ETCD_PASSWORD).", valueName: "password"))
     var etcdPassword: String?
+
+    @Option(help: ArgumentHelp(
+        "PEM CA certificates that sign etcd's server certificate, for https:// endpoints (env FLANNELD_ETCD_CAFILE). Default: the system trust store.",
+        valueName: "path"))
+    var etcdCafile: String?
+
+    @Option(help: ArgumentHelp(
+        "PEM client certificate for etcd's --client-cert-auth, with --etcd-keyfile (env FLANNELD_ETCD_CERTFILE).",
+        valueName: "path"))
+    var etcdCertfile: String?
+
+    @Option(help: ArgumentHelp("PEM private key of --etcd-certfile, unencrypted (env FLANNELD_ETCD_KEYFILE).", valueName: "path"))
+    var etcdKeyfile: String?
 
     @Option(help: ArgumentHelp(
         "Where to write FLANNEL_NETWORK, FLANNEL_SUBNET, FLANNEL_MTU and FLANNEL_IPMASQ for the CNI plugin (env FLANNELD_SUBNET_FILE). Default: /run/flannel/subnet.env",
@@ -193,15 +208,23 @@ struct RunCommand: ParsableCommand {
             if let endpoints = etcdEndpoints ?? environment["FLANNELD_ETCD_ENDPOINTS"] {
                 let list = endpoints.split(separator: ",").map { String($0).trimmed }.filter { !$0.isEmpty }
                 guard !list.isEmpty else { throw ValidationError("--etcd-endpoints is empty") }
-                for endpoint in list where !endpoint.hasPrefix("http://") {
-                    throw ValidationError("--etcd-endpoints: '\(endpoint)' must be an http:// URL (TLS to etcd is not supported yet)")
+                for endpoint in list where !endpoint.hasPrefix("http://") && !endpoint.hasPrefix("https://") {
+                    throw ValidationError("--etcd-endpoints: '\(endpoint)' must be an http:// or https:// URL")
                 }
                 let username = etcdUsername ?? environment["FLANNELD_ETCD_USERNAME"]
                 let password = etcdPassword ?? environment["FLANNELD_ETCD_PASSWORD"]
                 if (username == nil) != (password == nil) {
                     throw ValidationError("--etcd-username and --etcd-password go together")
                 }
-                store = .etcd(endpoints: list, username: username, password: password)
+                let nonEmpty = { (value: String?) in value.flatMap { $0.isEmpty ? nil : $0 } }
+                let tls = EtcdTLS(
+                    caFile: nonEmpty(etcdCafile ?? environment["FLANNELD_ETCD_CAFILE"]),
+                    certificateFile: nonEmpty(etcdCertfile ?? environment["FLANNELD_ETCD_CERTFILE"]),
+                    keyFile: nonEmpty(etcdKeyfile ?? environment["FLANNELD_ETCD_KEYFILE"]))
+                if (tls.certificateFile == nil) != (tls.keyFile == nil) {
+                    throw ValidationError("--etcd-certfile and --etcd-keyfile go together")
+                }
+                store = .etcd(endpoints: list, username: username, password: password, tls: tls)
             }
             return .registry(RegistrySettings(
                 store: store,

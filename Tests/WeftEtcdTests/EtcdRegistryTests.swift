@@ -27,13 +27,16 @@ struct EtcdRegistryOfflineTests {
         #expect(EtcdRegistry.rangeStart("") == [0])
     }
 
-    @Test func httpsIsRefusedClearly() async {
-        let registry = EtcdRegistry(endpoints: ["https://127.0.0.1:2379"])
-        await #expect {
-            _ = try await registry.get("/k")
-        } throws: { error in
-            "\(error)".contains("TLS to etcd is not supported")
-        }
+    @Test func httpsParsesAsSecureAndGetsTheContext() throws {
+        let endpoint = try EtcdEndpoint.parse("https://etcd.example:2379").get()
+        #expect(endpoint.secure && endpoint.host == "etcd.example" && endpoint.port == 2379)
+        #expect(endpoint.sniHostname == "etcd.example")
+        #expect(try EtcdEndpoint.parse("https://127.0.0.1").get().sniHostname == nil)
+        #expect(try EtcdEndpoint.parse("http://127.0.0.1").get().secure == false)
+        // System trust roots when no EtcdTLS is given; http:// endpoints never get a context.
+        let registry = EtcdRegistry(endpoints: ["https://127.0.0.1:2379", "http://127.0.0.1:2379"])
+        #expect(try registry.parsed[0].get().tls != nil)
+        #expect(try registry.parsed[1].get().tls == nil)
     }
 
     @Test func endpointsParse() throws {

@@ -17,11 +17,20 @@ final class EtcdServer {
     let clientPort: Int
     let peerPort: Int
     let directory: String
+    /// With TLS: clients are served on https:// with `pki.server*` and must present a
+    /// certificate signed by `pki.caFile` (etcd's --client-cert-auth).
+    let pki: TestPKI?
     private var process: Process?
 
-    var url: String { "http://127.0.0.1:\(clientPort)" }
+    var url: String { "\(pki == nil ? "http" : "https")://127.0.0.1:\(clientPort)" }
 
-    init() throws {
+    /// The client settings that etcd accepts: its CA and the client certificate.
+    var clientTLS: EtcdTLS? {
+        pki.map { EtcdTLS(caFile: $0.caFile, certificateFile: $0.clientCertificateFile, keyFile: $0.clientKeyFile) }
+    }
+
+    init(pki: TestPKI? = nil) throws {
+        self.pki = pki
         clientPort = try freePort()
         peerPort = try freePort()
         directory = FileManager.default.temporaryDirectory
@@ -41,6 +50,12 @@ final class EtcdServer {
             "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
             "--initial-cluster", "test=\(peer)",
         ]
+        if let pki {
+            process.arguments! += [
+                "--cert-file", pki.serverCertificateFile, "--key-file", pki.serverKeyFile,
+                "--trusted-ca-file", pki.caFile, "--client-cert-auth",
+            ]
+        }
         let logPath = directory + "/etcd.log"
         if !FileManager.default.fileExists(atPath: logPath) {
             _ = FileManager.default.createFile(atPath: logPath, contents: nil)
@@ -51,7 +66,7 @@ final class EtcdServer {
         process.standardError = log
         try process.run()
         self.process = process
-        let registry = EtcdRegistry(endpoints: [url])
+        let registry = try clientTLS.map { try EtcdRegistry(endpoints: [url], tls: $0) } ?? EtcdRegistry(endpoints: [url])
         let deadline = ContinuousClock.now + .seconds(15)
         while true {
             do {
@@ -122,5 +137,54 @@ func collect(_ stream: AsyncThrowingStream<RegistryEvent, Error>, count: Int, wi
             throw RegistryError.unavailable("watch gave fewer than \(count) events within \(timeout)")
         }
         return events
+    }
+}
+
+/// A throwaway PKI made with the openssl CLI: a CA, a server certificate for 127.0.0.1 (IP SAN),
+/// a client certificate, and an unrelated second CA. `remove()` deletes it.
+struct TestPKI {
+    let directory: String
+    var caFile: String { directory + "/ca.pem" }
+    var serverCertificateFile: String { directory + "/server.pem" }
+    var serverKeyFile: String { directory + "/server.key" }
+    var clientCertificateFile: String { directory + "/client.pem" }
+    var clientKeyFile: String { directory + "/client.key" }
+    /// A CA that signed none of the above.
+    var otherCAFile: String { directory + "/other-ca.pem" }
+
+    init() throws {
+        directory = FileManager.default.temporaryDirectory
+            .appendingPathComponent("weft-pki-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let script = """
+            set -e
+            key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1" 2>/dev/null; }
+            ca() { key "$1.key"; openssl req -x509 -new -key "$1.key" -out "$1.pem" -days 2 -subj "/CN=$1"; }
+            leaf() {
+                key "$1.key"
+                openssl req -new -key "$1.key" -out "$1.csr" -subj "/CN=$1"
+                printf '%s\\n' "$2" > "$1.ext"
+                openssl x509 -req -in "$1.csr" -CA ca.pem -CAkey ca.key -CAcreateserial \\
+                    -out "$1.pem" -days 2 -extfile "$1.ext" 2>/dev/null
+            }
+            ca ca
+            ca other-ca
+            leaf server "subjectAltName=IP:127.0.0.1
+            extendedKeyUsage=serverAuth,clientAuth"
+            leaf client "extendedKeyUsage=clientAuth"
+            """
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/sh")
+        process.arguments = ["-c", script]
+        process.currentDirectoryURL = URL(fileURLWithPath: directory)
+        try process.run()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else {
+            throw RegistryError.unavailable("openssl could not make the test certificates in \(directory)")
+        }
+    }
+
+    func remove() {
+        try? FileManager.default.removeItem(atPath: directory)
     }
 }
