@@ -163,7 +163,7 @@ public struct CaptureStatistics: Sendable, Equatable {
     public var interfaceDropped: Int
 }
 
-/// A live capture: `pcap_create`, snap length, promiscuous off, 100 ms timeout, immediate mode,
+/// A live capture: `pcap_create`, snap length, promiscuous off, immediate mode, non-blocking,
 /// activate, then a kernel BPF filter. Needs root or CAP_NET_RAW.
 public final class LiveCapture: @unchecked Sendable {
     private var handle: OpaquePointer?
@@ -181,7 +181,6 @@ public final class LiveCapture: @unchecked Sendable {
         }
         pcap_set_snaplen(handle, snapLength)
         pcap_set_promisc(handle, 0)
-        pcap_set_timeout(handle, 100)
         pcap_set_immediate_mode(handle, 1)
         let status = pcap_activate(handle)
         if status < 0 {
@@ -202,6 +201,12 @@ public final class LiveCapture: @unchecked Sendable {
             let message = String(cString: pcap_geterr(handle))
             pcap_close(handle)
             throw PcapError("filter '\(filter)': \(message)")
+        }
+        // libpcap's own read timeout never fires in immediate mode on an idle interface (seen with
+        // Debian's 1.10), so reads are non-blocking and `run` waits in poll(2) with its own timeout.
+        guard pcap_setnonblock(handle, 1, &errors) == 0, pcap_get_selectable_fd(handle) >= 0 else {
+            pcap_close(handle)
+            throw PcapError("capture on \(interface): \(errorText(errors))")
         }
         self.handle = handle
         linkType = pcap_datalink(handle)
@@ -225,7 +230,9 @@ public final class LiveCapture: @unchecked Sendable {
                                           capturedLength: Int(record.caplen), wireLength: Int(record.len))
                 if try !body(packet, UnsafeRawBufferPointer(start: data, count: Int(record.caplen))) { return }
             } else if status == 0 {
-                idle()
+                // Nothing queued: sleep until a packet arrives, a signal interrupts, or 100 ms pass.
+                var waiting = pollfd(fd: pcap_get_selectable_fd(handle), events: Int16(POLLIN), revents: 0)
+                if poll(&waiting, 1, 100) == 0 { idle() }
             } else if status == PCAP_ERROR_BREAK {
                 return
             } else {
