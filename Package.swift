@@ -42,7 +42,7 @@ let package = Package(
         // libpcap (Debian's libpcap-dev) as a system library: capture and pcap files.
         .systemLibrary(name: "CPcap", pkgConfig: "libpcap", providers: [.apt(["libpcap-dev"])]),
         // Packet capture: flannel-udp decoding and verdicts, pcap files, live capture.
-        .target(name: "WeftCapture", dependencies: ["CPcap", "WeftCore"]),
+        .target(name: "WeftCapture", dependencies: ["CPcap", "WeftCore", "WeftLinux"]),
         .executableTarget(
             name: "weft",
             dependencies: [
@@ -51,12 +51,14 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // Shared by the test targets: subprocesses with bounded waits, temporary directories.
+        .target(name: "WeftTestSupport", path: "Tests/WeftTestSupport"),
         .testTarget(name: "WeftCoreTests", dependencies: ["WeftCore"]),
         .testTarget(name: "WeftLinuxTests", dependencies: ["WeftLinux", "WeftCore"]),
         .testTarget(name: "WeftRegistryTests", dependencies: ["WeftRegistry", "WeftCore"]),
         .testTarget(name: "WeftEtcdTests", dependencies: ["WeftCore", "WeftEtcd", "WeftRegistry"]),
-        .testTarget(name: "WeftCaptureTests", dependencies: ["WeftCapture", "WeftCore"]),
-        .testTarget(name: "WeftIntegrationTests", dependencies: ["WeftCore", "WeftRegistry"]),
+        .testTarget(name: "WeftCaptureTests", dependencies: ["WeftCapture", "WeftCore", "WeftTestSupport"]),
+        .testTarget(name: "WeftIntegrationTests", dependencies: ["WeftCore", "WeftRegistry", "WeftCapture", "WeftTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/eventfd.h>
+#include <sched.h>
 #include <netinet/udp.h>    /* SOL_UDP, UDP_SEGMENT, UDP_GRO; not <linux/udp.h> */
 #include <linux/if_tun.h>
 #include <linux/virtio_net.h>
@@ -185,3 +186,7 @@ _Static_assert(IFLA_MTU == 4 && IFA_ADDRESS == 1 && IFA_LOCAL == 2 && RTA_DST ==
 _Static_assert(NLM_F_REQUEST == 1 && NLM_F_ACK == 4 && NLM_F_EXCL == 0x200 && NLM_F_CREATE == 0x400, "flags");
 _Static_assert(RT_TABLE_MAIN == 254 && RTPROT_BOOT == 3 && RT_SCOPE_UNIVERSE == 0 && RTN_UNICAST == 1, "rt");
 _Static_assert(NLMSG_ERROR == 2 && NLMSG_DONE == 3, "nlmsg types");
+
+int CWeftLinux_setns_net(int fd) {
+    return setns(fd, CLONE_NEWNET);
+}

@@ -1,12 +1,23 @@
+import Dispatch
 import Glibc
+import Synchronization
 import WeftCore
 
 /// Counts by verdict over a capture.
 public struct Report: Sendable, Equatable, CustomStringConvertible {
+    /// Frames by verdict.
     public var counts: [Verdict: Int] = [:]
+    /// GSO/GRO super-frames among the valid frames, and the datagrams all valid frames stand for.
+    public var superFrames = 0
+    public var validDatagrams = 0
     public var linkType: Int32 = 0
 
     public init() {}
+
+    /// The counts over `frames`.
+    public init(_ frames: [Frame]) {
+        for frame in frames { add(frame.datagram) }
+    }
 
     public subscript(verdict: Verdict) -> Int { counts[verdict, default: 0] }
     /// Packets seen, of any verdict.
@@ -15,17 +26,25 @@ public struct Report: Sendable, Equatable, CustomStringConvertible {
     public var violations: Int { counts.filter { $0.key.isViolation }.values.reduce(0, +) }
     public var isValid: Bool { violations == 0 }
 
-    mutating func add(_ verdict: Verdict) { counts[verdict, default: 0] += 1 }
+    public mutating func add(_ datagram: FlannelDatagram) {
+        counts[datagram.verdict, default: 0] += 1
+        guard datagram.verdict == .valid else { return }
+        validDatagrams += datagram.segments
+        if datagram.segmentSize != nil { superFrames += 1 }
+    }
 
-    /// `total 5 valid 3 portMismatch 1 …`: every verdict, in a fixed order.
+    /// `packets 5 valid 3 portMismatch 1 … violations 2 superFrames 0 validDatagrams 3`: every
+    /// verdict, in a fixed order.
     public var description: String {
-        (["packets \(total)"] + Verdict.allCases.map { "\($0.rawValue) \(self[$0])" } + ["violations \(violations)"])
+        (["packets \(total)"] + Verdict.allCases.map { "\($0.rawValue) \(self[$0])" }
+            + ["violations \(violations)", "superFrames \(superFrames)", "validDatagrams \(validDatagrams)"])
             .joined(separator: " ")
     }
 
-    /// One JSON object: {"packets":N,"violations":N,"valid":N,...}.
+    /// One JSON object: {"packets":N,"violations":N,"superFrames":N,"validDatagrams":N,"valid":N,...}.
     public var json: String {
-        let fields = ["\"packets\":\(total)", "\"violations\":\(violations)"]
+        let fields = ["\"packets\":\(total)", "\"violations\":\(violations)", "\"superFrames\":\(superFrames)",
+                      "\"validDatagrams\":\(validDatagrams)"]
             + Verdict.allCases.map { "\"\($0.rawValue)\":\(self[$0])" }
         return "{" + fields.joined(separator: ",") + "}"
     }
@@ -44,40 +63,77 @@ public struct Frame: Sendable, Equatable {
 /// The library API: verify files and capture live, with the same decoding as `weft capture`.
 public enum FlannelCapture {
     /// Decodes every packet of `file`; throws for a non-pcap, truncated or unsupported file.
-    public static func verify(file: String, port: UInt16 = 8285) throws -> Report {
+    /// `mtu`: the captured link's MTU (see `FlannelDecoder.decode`).
+    public static func verify(file: String, port: UInt16 = 8285, mtu: Int = FlannelDecoder.defaultMTU) throws -> Report {
         let reader = try PcapReader(path: file)
         var report = Report()
         report.linkType = reader.linkType
         while try reader.next({ header, bytes in
-            report.add(FlannelDecoder.decode(bytes, wireLength: header.wireLength, linkType: reader.linkType, port: port).verdict)
+            report.add(FlannelDecoder.decode(bytes, wireLength: header.wireLength, linkType: reader.linkType, port: port, mtu: mtu))
         }) {}
         return report
     }
 
     /// Reads and decodes every packet of `file`.
-    public static func read(file: String, port: UInt16 = 8285) throws -> [Frame] {
+    public static func read(file: String, port: UInt16 = 8285, mtu: Int = FlannelDecoder.defaultMTU) throws -> [Frame] {
         let reader = try PcapReader(path: file)
         var frames: [Frame] = []
         while try reader.next({ header, bytes in
-            frames.append(Frame(header: header, bytes: Array(bytes),
-                                datagram: FlannelDecoder.decode(bytes, wireLength: header.wireLength, linkType: reader.linkType, port: port)))
+            let datagram = FlannelDecoder.decode(bytes, wireLength: header.wireLength, linkType: reader.linkType, port: port, mtu: mtu)
+            frames.append(Frame(header: header, bytes: Array(bytes), datagram: datagram))
         }) {}
         return frames
     }
 
     /// Captures on `interface` (filter `udp port <port>` unless given) until `count` packets or
     /// `duration` seconds, whichever comes first; writes the outer and inner pcaps when paths are given.
-    public static func capture(interface: String, port: UInt16 = 8285, filter: String? = nil, count: Int? = nil,
-                               duration: Double? = nil, writeOuter: String? = nil, writeInner: String? = nil,
-                               ready: () -> Void = {}) throws -> [Frame] {
-        let session = try CaptureSession(interface: interface, port: port, filter: filter, writeOuter: writeOuter, writeInner: writeInner)
-        defer { session.close() }
-        ready()
-        var frames: [Frame] = []
-        try session.run(count: count, duration: duration) { header, bytes, datagram in
-            frames.append(Frame(header: header, bytes: Array(bytes), datagram: datagram))
+    public static func capture(interface: String, port: UInt16 = 8285, filter: String? = nil, namespace: String? = nil,
+                               count: Int? = nil, duration: Double? = nil, writeOuter: String? = nil,
+                               writeInner: String? = nil) throws -> [Frame] {
+        try BackgroundCapture(interface: interface, port: port, filter: filter, namespace: namespace, count: count,
+                              duration: duration, writeOuter: writeOuter, writeInner: writeInner).wait()
+    }
+}
+
+/// A live capture on a thread of its own: capturing when `init` returns, so a caller can start
+/// traffic right after, then `wait()` for the frames. What the integration tests use.
+public final class BackgroundCapture: @unchecked Sendable {
+    private let session: CaptureSession
+    private let done = DispatchSemaphore(value: 0)
+    private let state = Mutex<(frames: [Frame], error: (any Error)?)>(([], nil))
+
+    /// Stops after `count` packets or `duration` seconds (default 10), whichever comes first.
+    public init(interface: String, port: UInt16 = 8285, filter: String? = nil, namespace: String? = nil,
+                count: Int? = nil, duration: Double? = 10, writeOuter: String? = nil, writeInner: String? = nil) throws {
+        let session = try CaptureSession(interface: interface, port: port, filter: filter, namespace: namespace,
+                                         writeOuter: writeOuter, writeInner: writeInner)
+        self.session = session
+        // The thread holds `self` until the capture ends.
+        DispatchQueue.global().async { [self] in
+            do {
+                try session.run(count: count, duration: duration) { header, bytes, datagram in
+                    let frame = Frame(header: header, bytes: Array(bytes), datagram: datagram)
+                    state.withLock { $0.frames.append(frame) }
+                }
+            } catch {
+                state.withLock { $0.error = error }
+            }
+            session.close()
+            done.signal()
         }
-        return frames
+    }
+
+    /// Ends the capture early (within 100 ms); `wait()` then returns what it has.
+    public func stop() { session.stop() }
+
+    /// Blocks until the capture ends; its frames, or the error that ended it.
+    public func wait() throws -> [Frame] {
+        done.wait()
+        done.signal()
+        return try state.withLock { state in
+            if let error = state.error { throw error }
+            return state.frames
+        }
     }
 }
 
@@ -89,8 +145,9 @@ public final class CaptureSession: @unchecked Sendable {
     public let inner: PcapWriter?
     public private(set) var report = Report()
 
-    public init(interface: String, port: UInt16 = 8285, filter: String? = nil, writeOuter: String? = nil, writeInner: String? = nil) throws {
-        let capture = try LiveCapture(interface: interface, filter: filter ?? "udp port \(port)")
+    public init(interface: String, port: UInt16 = 8285, filter: String? = nil, namespace: String? = nil,
+                writeOuter: String? = nil, writeInner: String? = nil) throws {
+        let capture = try LiveCapture(interface: interface, filter: filter ?? "udp port \(port)", namespace: namespace)
         self.capture = capture
         self.port = port
         outer = try writeOuter.map { try PcapWriter(path: $0, linkType: capture.linkType, snapLength: capture.snapLength) }
@@ -103,13 +160,16 @@ public final class CaptureSession: @unchecked Sendable {
         let deadline = duration.map { monotonicSeconds() + $0 }
         var seen = 0
         try capture.run(shouldStop: { shouldStop() || (deadline.map { monotonicSeconds() >= $0 } ?? false) }, idle: idle) { header, bytes in
-            let datagram = FlannelDecoder.decode(bytes, wireLength: header.wireLength, linkType: capture.linkType, port: port)
-            report.add(datagram.verdict)
+            let datagram = FlannelDecoder.decode(bytes, wireLength: header.wireLength, linkType: capture.linkType, port: port, mtu: capture.mtu)
+            report.add(datagram)
             outer?.write(bytes, header: header)
-            if let range = datagram.innerRange, let inner {
-                let packet = UnsafeRawBufferPointer(rebasing: bytes[range])
-                inner.write(packet, header: PacketHeader(seconds: header.seconds, microseconds: header.microseconds,
-                                                         capturedLength: packet.count, wireLength: packet.count))
+            if let inner {
+                // A super-frame's datagrams each become one inner packet, as the peer receives them.
+                for range in datagram.innerPacketRanges {
+                    let packet = UnsafeRawBufferPointer(rebasing: bytes[range])
+                    inner.write(packet, header: PacketHeader(seconds: header.seconds, microseconds: header.microseconds,
+                                                             capturedLength: packet.count, wireLength: packet.count))
+                }
             }
             try body(header, bytes, datagram)
             seen += 1
@@ -133,7 +193,8 @@ public final class CaptureSession: @unchecked Sendable {
     }
 }
 
-func monotonicSeconds() -> Double {
+/// CLOCK_MONOTONIC in seconds.
+public func monotonicSeconds() -> Double {
     var time = timespec()
     clock_gettime(CLOCK_MONOTONIC, &time)
     return Double(time.tv_sec) + Double(time.tv_nsec) / 1e9
@@ -163,6 +224,7 @@ public func describe(_ header: PacketHeader, _ datagram: FlannelDatagram) -> Str
     if let payload = datagram.payloadLength { line += " payload \(payload)" }
     if let innerLength = datagram.innerTotalLength { line += " inner \(innerLength)" }
     if let ttl = datagram.innerTTL { line += " ttl \(ttl)" }
+    if let size = datagram.segmentSize { line += " gso \(datagram.segments)x\(size)" }
     line += " " + datagram.verdict.rawValue
     return line
 }

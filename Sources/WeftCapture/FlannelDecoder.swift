@@ -72,22 +72,41 @@ public struct FlannelDatagram: Sendable, Equatable {
     public var innerDestination: IPv4Address?
     public var innerTotalLength: Int?
     public var innerTTL: UInt8?
-    /// Where the inner packet lies in the frame (set for `.valid` only).
+    /// Where the inner packet lies in the frame (set for `.valid` only); for a super-frame, all
+    /// of its inner packets, `segmentSize` bytes each but the last.
     public var innerRange: Range<Int>?
+    /// Datagrams this frame stands for: 1, or n for a GSO/GRO super-frame.
+    public var segments = 1
+    /// The datagram size the kernel cuts a super-frame at (nil for a plain datagram).
+    public var segmentSize: Int?
 
     init(_ verdict: Verdict) { self.verdict = verdict }
+
+    /// The inner packets' ranges in the frame: one, or each segment of a super-frame.
+    public var innerPacketRanges: [Range<Int>] {
+        guard let range = innerRange else { return [] }
+        guard let size = segmentSize else { return [range] }
+        return stride(from: range.lowerBound, to: range.upperBound, by: size).map { $0 ..< min($0 + size, range.upperBound) }
+    }
 }
 
 /// Decodes a link-layer frame into a flannel-udp datagram and judges it. No allocation.
 public enum FlannelDecoder {
     /// `frame` holds the captured bytes; `wireLength` is the length on the wire (pcap's `len`).
-    public static func decode(_ frame: UnsafeRawBufferPointer, wireLength: Int, linkType: Int32, port: UInt16) -> FlannelDatagram {
+    /// `mtu` is the link's MTU: an outer packet longer than that can only be a GSO/GRO
+    /// super-frame (a capture taps the stack before the kernel or NIC cuts it, and after GRO
+    /// merges), which is judged as the datagrams it will be cut into.
+    public static func decode(_ frame: UnsafeRawBufferPointer, wireLength: Int, linkType: Int32, port: UInt16,
+                              mtu: Int = defaultMTU) -> FlannelDatagram {
         guard let ipOffset = networkOffset(frame, linkType: linkType) else { return FlannelDatagram(.notUDP) }
         if ipOffset < 0 { return FlannelDatagram(.truncated) }
         let packet = UnsafeRawBufferPointer(rebasing: frame[ipOffset...])
         let cut = frame.count < wireLength
-        return decodeIPv4(packet, cut: cut, frameOffset: ipOffset, port: port)
+        return decodeIPv4(packet, cut: cut, frameOffset: ipOffset, port: port, mtu: mtu)
     }
+
+    /// Ethernet's MTU, for files (a pcap does not record it).
+    public static let defaultMTU = 1500
 
     /// Offset of the network header; -1 when the link header itself is cut; nil when the frame
     /// does not carry IPv4 (or the link type is not supported).
@@ -120,7 +139,8 @@ public enum FlannelDecoder {
     }
 
     /// Judges an outer IPv4 packet. `cut` says the capture holds less than the wire had.
-    public static func decodeIPv4(_ packet: UnsafeRawBufferPointer, cut: Bool, frameOffset: Int = 0, port: UInt16) -> FlannelDatagram {
+    public static func decodeIPv4(_ packet: UnsafeRawBufferPointer, cut: Bool, frameOffset: Int = 0, port: UInt16,
+                                  mtu: Int = defaultMTU) -> FlannelDatagram {
         guard packet.count >= 20, let base = packet.baseAddress else { return FlannelDatagram(.truncated) }
         let outer = IPv4Header(base)
         guard outer.version == 4 else { return FlannelDatagram(.notUDP) }
@@ -171,6 +191,12 @@ public enum FlannelDecoder {
             return result
         }
         let payload = UnsafeRawBufferPointer(start: base + payloadStart, count: udpLength - 8)
+        if outer.totalLength > mtu, let size = superFrameSegmentSize(payload) {
+            result.segmentSize = size
+            result.segments = (payload.count + size - 1) / size
+            result.innerRange = frameOffset + payloadStart ..< frameOffset + payloadStart + payload.count
+            return result
+        }
         switch IPv4Header.validate(payload) {
         case nil:
             result.innerRange = frameOffset + payloadStart ..< frameOffset + payloadStart + payload.count
@@ -182,5 +208,21 @@ public enum FlannelDecoder {
             result.verdict = .notIPv4Payload
         }
         return result
+    }
+
+    /// The segment size when `payload` is what UDP GSO/GRO makes of several flannel datagrams:
+    /// valid IPv4 packets of one size back to back, the last possibly shorter; else nil.
+    static func superFrameSegmentSize(_ payload: UnsafeRawBufferPointer) -> Int? {
+        guard payload.count >= 20, let base = payload.baseAddress else { return nil }
+        let size = IPv4Header(base).totalLength
+        guard size >= 20, size < payload.count else { return nil }
+        var offset = 0
+        while offset < payload.count {
+            let length = min(size, payload.count - offset)
+            let segment = UnsafeRawBufferPointer(start: base + offset, count: length)
+            guard IPv4Header.validate(segment) == nil else { return nil }
+            offset += length
+        }
+        return size
     }
 }

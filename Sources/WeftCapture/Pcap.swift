@@ -1,5 +1,6 @@
 import CPcap
 import Glibc
+import WeftLinux
 import Synchronization
 
 /// A libpcap failure, as one line.
@@ -170,11 +171,28 @@ public final class LiveCapture: @unchecked Sendable {
     public let interface: String
     public let linkType: Int32
     public let snapLength: Int32
+    /// The interface's MTU, to tell GSO/GRO super-frames from datagrams.
+    public let mtu: Int
     private let stopFlag = Atomic<Bool>(false)
 
-    public init(interface: String, filter: String, snapLength: Int32 = 262_144) throws {
+    /// `namespace`: the path of a network namespace (`/run/netns/NAME`) to open the capture in;
+    /// the capture stays there while this thread returns to its own.
+    public init(interface: String, filter: String, snapLength: Int32 = 262_144, namespace: String? = nil) throws {
         self.interface = interface
         self.snapLength = snapLength
+        func open() throws -> (OpaquePointer, Int) {
+            let handle = try Self.activate(interface, filter: filter, snapLength: snapLength)
+            // "any" and other pseudo devices have no MTU of their own: assume Ethernet's.
+            return (handle, (try? NetworkInterface.named(interface).mtu) ?? FlannelDecoder.defaultMTU)
+        }
+        let (handle, mtu) = try namespace.map { path in try NetworkNamespace.withEntered(path: path, open) } ?? open()
+        self.handle = handle
+        self.mtu = mtu
+        linkType = pcap_datalink(handle)
+    }
+
+    /// An active, filtered, non-blocking pcap handle on `interface`.
+    private static func activate(_ interface: String, filter: String, snapLength: Int32) throws -> OpaquePointer {
         var errors = [CChar](repeating: 0, count: Int(PCAP_ERRBUF_SIZE) + 1)
         guard let handle = pcap_create(interface, &errors) else {
             throw PcapError("capture on \(interface): \(errorText(errors))")
@@ -208,8 +226,7 @@ public final class LiveCapture: @unchecked Sendable {
             pcap_close(handle)
             throw PcapError("capture on \(interface): \(errorText(errors))")
         }
-        self.handle = handle
-        linkType = pcap_datalink(handle)
+        return handle
     }
 
     /// Asks `run` to return; safe from any thread (checked at least every 100 ms).

@@ -23,6 +23,11 @@ struct CaptureCommand: ParsableCommand {
             traffic. While writing files, counts go to stderr every second. Ctrl-C closes the \
             files cleanly. Live capture needs root or CAP_NET_RAW.
 
+            A capture taps the stack before GSO cuts a send into datagrams and after GRO merges \
+            received ones, so a UDP datagram longer than the link's MTU is judged as the \
+            datagrams it stands for (shown as "gso NxSIZE"): each one IPv4 packet of SIZE bytes, \
+            the last possibly shorter.
+
             --verify exits non-zero when any datagram on the port breaks the wire format.
 
             Examples:
@@ -60,6 +65,9 @@ struct CaptureCommand: ParsableCommand {
     @Option(name: .customLong("write-inner"), help: ArgumentHelp("Write the decapsulated inner IPv4 packets to this pcap file (LINKTYPE_RAW).", valueName: "inner.pcap"))
     var writeInner: String?
 
+    @Option(help: ArgumentHelp("With --read or --verify: the captured link's MTU. A longer UDP datagram on the port is taken as a GSO/GRO super-frame and judged as the datagrams it is cut into (live captures use the interface's MTU).", valueName: "bytes"))
+    var mtu: Int = FlannelDecoder.defaultMTU
+
     @Flag(help: "With --verify: print the counts as one JSON object.")
     var json = false
 
@@ -73,6 +81,7 @@ struct CaptureCommand: ParsableCommand {
         if let count, count < 1 { throw ValidationError("--count must be at least 1") }
         if let duration, !(duration > 0) { throw ValidationError("--duration must be positive seconds") }
         if port == 0 { throw ValidationError("--port must be 1 to 65535") }
+        if !(68...65_535).contains(mtu) { throw ValidationError("--mtu must be 68 to 65535") }
     }
 
     func run() throws {
@@ -85,8 +94,8 @@ struct CaptureCommand: ParsableCommand {
         var report = Report()
         do {
             while try reader.next({ header, bytes in
-                let datagram = FlannelDecoder.decode(bytes, wireLength: header.wireLength, linkType: reader.linkType, port: port)
-                report.counts[datagram.verdict, default: 0] += 1
+                let datagram = FlannelDecoder.decode(bytes, wireLength: header.wireLength, linkType: reader.linkType, port: port, mtu: mtu)
+                report.add(datagram)
                 printLine(describe(header, datagram))
             }) {}
         } catch {
@@ -97,7 +106,7 @@ struct CaptureCommand: ParsableCommand {
 
     private func verifyFile(_ path: String) throws {
         let report: Report
-        do { report = try FlannelCapture.verify(file: path, port: port) } catch { throw RunError("\(error)") }
+        do { report = try FlannelCapture.verify(file: path, port: port, mtu: mtu) } catch { throw RunError("\(error)") }
         printLine(json ? report.json : "\(path): \(report)")
         if !report.isValid {
             let onPort = report.total - report[.notUDP] - report[.otherPort]
@@ -114,10 +123,10 @@ struct CaptureCommand: ParsableCommand {
         signal(SIGTERM) { _ in captureInterrupted.store(true, ordering: .relaxed) }
         let writing = writeOuter != nil || writeInner != nil
         printError("capturing on \(interface) (link type \(linkTypeName(session.capture.linkType)), filter '\(filter ?? "udp port \(port)")')")
-        var lastCounts = monotonic()
+        var lastCounts = monotonicSeconds()
         func showCounts() {
-            guard writing, monotonic() - lastCounts >= 1 else { return }
-            lastCounts = monotonic()
+            guard writing, monotonicSeconds() - lastCounts >= 1 else { return }
+            lastCounts = monotonicSeconds()
             session.flush()
             printError("captured \(session.report.total): valid \(session.report[.valid]), violations \(session.report.violations)")
         }
@@ -138,12 +147,6 @@ struct CaptureCommand: ParsableCommand {
         if let writeInner { summary += "; wrote \(writeInner)" }
         printError(summary)
     }
-}
-
-private func monotonic() -> Double {
-    var time = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &time)
-    return Double(time.tv_sec) + Double(time.tv_nsec) / 1e9
 }
 
 private func printLine(_ text: String) {

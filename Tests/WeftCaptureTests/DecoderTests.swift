@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import WeftTestSupport
 import WeftCore
 @testable import WeftCapture
 
@@ -166,6 +167,59 @@ import WeftCore
         #expect(decoded.errorOutput.contains("RAW"), "\(decoded)")
         for (index, line) in innerLines.enumerated() {
             #expect(line.contains("IP 10.244.1.2 > 10.244.2.\(2 + index): ICMP echo request"), "\(line)")
+        }
+    }
+
+    @Test("a GSO/GRO super-frame over the MTU counts as the datagrams it is cut into; under the MTU it is two packets in one datagram")
+    func superFrames() throws {
+        let payload = Frames.inner(0, size: 1400) + Frames.inner(1, size: 1400) + Frames.inner(2, size: 600)
+        let frame = Frames.datagram(payload)
+        let datagram = frame.withUnsafeBytes { FlannelDecoder.decode($0, wireLength: frame.count, linkType: LinkType.ethernet, port: 8285) }
+        #expect(datagram.verdict == .valid && datagram.segments == 3 && datagram.segmentSize == 1400)
+        #expect(datagram.innerPacketRanges.map { Array(frame[$0]) } == [Frames.inner(0, size: 1400), Frames.inner(1, size: 1400), Frames.inner(2, size: 600)])
+        // With a jumbo MTU the same frame is one datagram holding three packets: a violation.
+        let jumbo = frame.withUnsafeBytes { FlannelDecoder.decode($0, wireLength: frame.count, linkType: LinkType.ethernet, port: 8285, mtu: 9000) }
+        #expect(jumbo.verdict == .lengthMismatch)
+        // Segments of unequal size, or a broken one, are no super-frame a kernel makes.
+        for bad in [Frames.inner(0, size: 1000) + Frames.inner(1, size: 1400), Frames.inner(0, size: 1400) + [UInt8](repeating: 0x45, count: 1400)] {
+            let badFrame = Frames.datagram(bad)
+            let verdict = badFrame.withUnsafeBytes { FlannelDecoder.decode($0, wireLength: badFrame.count, linkType: LinkType.ethernet, port: 8285).verdict }
+            #expect(verdict == .lengthMismatch)
+        }
+        let directory = try temporaryDirectory("superframes")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try write([(frame, frame.count)] + good(2), to: directory + "/gso.pcap")
+        let report = try FlannelCapture.verify(file: directory + "/gso.pcap")
+        #expect(report[.valid] == 3 && report.superFrames == 1 && report.validDatagrams == 5 && report.isValid, "\(report)")
+        #expect(try !FlannelCapture.verify(file: directory + "/gso.pcap", mtu: 9000).isValid)
+        let read = try run([TestEnvironment.weftBinary, "capture", "--read", directory + "/gso.pcap"])
+        #expect(read.output.split(separator: "\n").first?.hasSuffix("gso 3x1400 valid") == true, "\(read)")
+    }
+
+    @Test("tshark decodes Weft's outer file with -d udp.port==8285,ip, and its inner file, to the same packets")
+    func tsharkReadsWeftFiles() throws {
+        try #require(findInPath("tshark") != nil, "tshark is not installed (tools/prereqs installs it)")
+        let directory = try temporaryDirectory("tshark")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try write(good(4), to: directory + "/outer.pcap")
+        let inner = try PcapWriter(path: directory + "/inner.pcap", linkType: LinkType.raw)
+        for frame in try FlannelCapture.read(file: directory + "/outer.pcap") {
+            let packet = try #require(frame.innerPacket)
+            inner.write(Array(packet), header: PacketHeader(seconds: frame.header.seconds, microseconds: frame.header.microseconds, capturedLength: packet.count, wireLength: packet.count))
+        }
+        inner.close()
+        let fields = ["-T", "fields", "-E", "occurrence=a", "-e", "ip.src", "-e", "ip.dst", "-e", "icmp.type"]
+        let outer = try run(["tshark", "-n", "-r", directory + "/outer.pcap", "-d", "udp.port==8285,ip"] + fields)
+        let outerLines = outer.output.split(separator: "\n")
+        #expect(outer.status == 0 && outerLines.count == 4, "\(outer)")
+        for (index, line) in outerLines.enumerated() {
+            #expect(line == "198.18.0.1,10.244.1.2\t198.18.0.2,10.244.2.\(2 + index)\t8", "outer and decoded inner addresses: \(line)")
+        }
+        let decoded = try run(["tshark", "-n", "-r", directory + "/inner.pcap"] + fields)
+        let innerLines = decoded.output.split(separator: "\n")
+        #expect(decoded.status == 0 && innerLines.count == 4, "\(decoded)")
+        for (index, line) in innerLines.enumerated() {
+            #expect(line == "10.244.1.2\t10.244.2.\(2 + index)\t8", "\(line)")
         }
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import WeftCapture
 import WeftCore
+import WeftTestSupport
 
 /// Builders for hand-made frames: Ethernet + outer IPv4 + UDP + a payload.
 enum Frames {
@@ -44,50 +45,15 @@ enum Frames {
 }
 
 /// A fresh directory for one test's files.
-func temporaryDirectory(_ name: String) throws -> String {
-    let path = NSTemporaryDirectory() + "weft-capture-\(name)-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    return path
-}
-
-struct CommandResult: CustomStringConvertible {
-    var status: Int32
-    var output: String
-    var errorOutput: String
-    var description: String { "exit \(status)\nstdout: \(output)\nstderr: \(errorOutput)" }
-}
-
-/// Runs `arguments` (the first is looked up in PATH), output to files so a full pipe never blocks.
-func run(_ arguments: [String], timeout: Double = 30) throws -> CommandResult {
-    let directory = try temporaryDirectory("run")
-    defer { try? FileManager.default.removeItem(atPath: directory) }
-    let out = URL(fileURLWithPath: directory + "/out"), err = URL(fileURLWithPath: directory + "/err")
-    _ = FileManager.default.createFile(atPath: out.path, contents: nil)
-    _ = FileManager.default.createFile(atPath: err.path, contents: nil)
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    process.arguments = arguments
-    process.standardOutput = try FileHandle(forWritingTo: out)
-    process.standardError = try FileHandle(forWritingTo: err)
-    try process.run()
-    let deadline = Date().addingTimeInterval(timeout)
-    while process.isRunning, Date() < deadline { usleep(20_000) }
-    if process.isRunning {
-        process.terminate()
-        process.waitUntilExit()
-    }
-    return CommandResult(status: process.terminationStatus,
-                         output: (try? String(contentsOf: out, encoding: .utf8)) ?? "",
-                         errorOutput: (try? String(contentsOf: err, encoding: .utf8)) ?? "")
-}
+func temporaryDirectory(_ name: String) throws -> String { try makeTemporaryDirectory("capture-" + name) }
 
 enum TestEnvironment {
     static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
     static let weftBinary = ProcessInfo.processInfo.environment["WEFT_BINARY"] ?? repository + "/.build/debug/weft"
     static var hasWeft: Bool { access(weftBinary, X_OK) == 0 }
     static var isRoot: Bool { geteuid() == 0 }
-    static var hasTcpdump: Bool { (try? run(["sh", "-c", "command -v tcpdump"]).status) == 0 }
-    static var hasUnshare: Bool { (try? run(["sh", "-c", "command -v unshare && command -v python3"]).status) == 0 }
+    static var hasTcpdump: Bool { findInPath("tcpdump") != nil }
+    static var hasUnshare: Bool { findInPath("unshare") != nil && findInPath("python3") != nil }
 
     /// A python3 program sending `count` valid flannel-udp datagrams 127.0.0.1:8285 → 127.0.0.1:8285,
     /// each an ICMP echo 10.244.1.2 → 10.244.2.2.

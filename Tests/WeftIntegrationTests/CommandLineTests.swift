@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import WeftTestSupport
 
 /// `weft`'s command line: bad input is one clear line on stderr and a non-zero exit.
 @Suite(.enabled(if: access(Environment.weftBinary, X_OK) == 0, "no weft binary: run swift build first"))
@@ -43,6 +44,6 @@ struct CommandLineTests {
     /// turned out valid could never create a device in this machine's own namespace.
     private func runWeft(_ arguments: [String], environment: [String] = []) throws -> CommandResult {
         let isolation = geteuid() == 0 ? ["unshare", "--net"] : []
-        return try run(environment + isolation + [Environment.weftBinary] + arguments, timeout: 20)
+        return try run(["env"] + environment + isolation + [Environment.weftBinary] + arguments, timeout: 20)
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import WeftTestSupport
 import WeftCore
 
 extension NamespaceTests {
@@ -164,19 +165,19 @@ struct ForwardingTests {
 
         let server = try lab.spawn("podB", ["python3", Environment.testPeer("tcp_stream.py"), "server", "--bind", "10.244.2.2", "--port", "5002", "--timeout", "60"])
         try "10.244.2.0/24=198.18.0.2\n".write(toFile: peers, atomically: true, encoding: .utf8)
-        kill(weftA.process.processIdentifier, SIGHUP)
+        weftA.signal(SIGHUP)
         usleep(300_000)
         let client = try lab.spawn("podA", ["python3", Environment.testPeer("tcp_stream.py"), "client", "--connect", "10.244.2.2", "--port", "5002", "--bytes", String(20 * 1024 * 1024), "--seed", "3", "--timeout", "60"])
         // Re-install the same route 20 times while the stream flows: readers never block on it.
         for _ in 0..<20 {
-            kill(weftA.process.processIdentifier, SIGHUP)
+            weftA.signal(SIGHUP)
             usleep(50_000)
         }
         let sent = client.wait(seconds: 60)
         let received = server.wait(seconds: 30)
         #expect(sent.status == 0 && received.status == 0, "\(sent)\n\(received)")
         #expect(!sent.output.isEmpty && sent.output == received.output, "stream intact: \(sent.output) vs \(received.output)")
-        #expect(weftA.process.isRunning)
+        #expect(weftA.isRunning)
     }
 
     @Test("interoperates with an independent flannel-udp peer (no Weft code)")

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import WeftCore
+import WeftTestSupport
 
 /// Where the repository, the `weft` binary and the lab script are, and whether this machine can
 /// run namespace tests at all.
@@ -32,82 +33,14 @@ enum Environment {
 
     static var canRunNamespaces: Bool { missingForNamespaces == nil }
 
-    static func findInPath(_ command: String) -> String? {
-        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/sbin:/usr/bin:/sbin:/bin"
-        return path.split(separator: ":").map { "\($0)/\(command)" }.first { access($0, X_OK) == 0 }
-    }
 }
 
 /// Every test that builds a namespace lab, one at a time: two labs with forwarders, iperf-like
 /// streams and an etcd at once would share two cores and make timings meaningless.
 @Suite(.serialized) struct NamespaceTests {}
 
-/// The result of a finished command.
-struct CommandResult: CustomStringConvertible {
-    var status: Int32
-    var output: String
-    var errorOutput: String
-    var description: String { "exit \(status)\nstdout: \(output)\nstderr: \(errorOutput)" }
-}
-
-/// A command started in the background; its output goes to files, so a chatty process never
-/// blocks on a full pipe.
-final class BackgroundProcess: @unchecked Sendable {
-    let process = Process()
-    private let outputFile: URL
-    private let errorFile: URL
-
-    init(_ arguments: [String]) throws {
-        let directory = FileManager.default.temporaryDirectory
-        let name = UUID().uuidString
-        outputFile = directory.appendingPathComponent("weft-test-\(name).out")
-        errorFile = directory.appendingPathComponent("weft-test-\(name).err")
-        FileManager.default.createFile(atPath: outputFile.path, contents: nil)
-        FileManager.default.createFile(atPath: errorFile.path, contents: nil)
-        // env looks the command up on PATH and execs it, so the pid is the command's own.
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = arguments
-        process.standardOutput = try FileHandle(forWritingTo: outputFile)
-        process.standardError = try FileHandle(forWritingTo: errorFile)
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-    }
-
-    deinit {
-        if process.isRunning { process.terminate() }
-        try? FileManager.default.removeItem(at: outputFile)
-        try? FileManager.default.removeItem(at: errorFile)
-    }
-
-    var output: String { (try? String(contentsOf: outputFile, encoding: .utf8)) ?? "" }
-    var errorOutput: String { (try? String(contentsOf: errorFile, encoding: .utf8)) ?? "" }
-
-    /// Waits at most `seconds` for the process to end; kills it after that.
-    @discardableResult
-    func wait(seconds: Double) -> CommandResult {
-        let deadline = Date().addingTimeInterval(seconds)
-        while process.isRunning && Date() < deadline { usleep(20_000) }
-        if process.isRunning {
-            kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
-            return CommandResult(status: -1, output: output, errorOutput: errorOutput + "\n(killed after \(seconds) s)")
-        }
-        process.waitUntilExit()
-        return CommandResult(status: process.terminationStatus, output: output, errorOutput: errorOutput)
-    }
-
-    /// SIGTERM, then wait.
-    func stop(seconds: Double = 10) -> CommandResult {
-        if process.isRunning { kill(process.processIdentifier, SIGTERM) }
-        return wait(seconds: seconds)
-    }
-}
-
-/// Runs a command to completion, bounded in time.
-@discardableResult
-func run(_ arguments: [String], timeout seconds: Double = 60) throws -> CommandResult {
-    try BackgroundProcess(arguments).wait(seconds: seconds)
-}
+/// Commands in the background: the test-support Subprocess (own process group, bounded waits).
+typealias BackgroundProcess = Subprocess
 
 /// The four-namespace lab of `tools/lab` (pod A, node A, node B, pod B), deleted when the test
 /// ends, also when it fails.
@@ -140,13 +73,13 @@ final class Lab: @unchecked Sendable {
         if let podMTU { arguments += ["--pod-mtu", String(podMTU)] }
         let result = try run(arguments, timeout: 60)
         guard result.status == 0 else {
-            try? run([Environment.tool("lab"), "down", "--prefix", prefix])
+            _ = try? run([Environment.tool("lab"), "down", "--prefix", prefix])
             throw LabError("tools/lab up failed: \(result)")
         }
     }
 
     deinit {
-        for process in background where process.process.isRunning { _ = process.stop(seconds: 5) }
+        for process in background where process.isRunning { process.stop(seconds: 5) }
         _ = try? run([Environment.tool("lab"), "down", "--prefix", prefix], timeout: 60)
         try? FileManager.default.removeItem(atPath: FileManager.default.temporaryDirectory.appendingPathComponent("weft-\(prefix)").path)
     }
@@ -170,7 +103,7 @@ final class Lab: @unchecked Sendable {
         var description: String { rawValue }
 
         /// The kinds this machine can run: etcd only where its binary is installed.
-        static var available: [Registry] { Environment.findInPath("etcd") == nil ? [.file] : [.file, .etcd] }
+        static var available: [Registry] { findInPath("etcd") == nil ? [.file] : [.file, .etcd] }
     }
 
     static let etcdEndpoint = "http://198.18.0.1:2379"
@@ -233,7 +166,7 @@ final class Lab: @unchecked Sendable {
     func waitForLink(_ name: String, in node: String, process: BackgroundProcess, seconds: Double = 15) throws {
         let deadline = Date().addingTimeInterval(seconds)
         while Date() < deadline {
-            if !process.process.isRunning {
+            if !process.isRunning {
                 throw LabError("process in \(node) exited early: \(process.wait(seconds: 1))")
             }
             if try exec(node, ["ip", "link", "show", name, "up"], timeout: 5).output.contains(name) { return }

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import WeftTestSupport
 import WeftRegistry
 
 extension NamespaceTests {
@@ -101,7 +102,7 @@ extension NamespaceTests {
 /// Nodes leasing from a real etcd (Debian's etcd-server) that runs inside node A's namespace,
 /// next to a node that knows nothing of Weft: a lease written in flanneld's format, and an
 /// independent flannel-udp peer.
-@Suite(.serialized, .enabled(if: Environment.canRunNamespaces && Environment.findInPath("etcd") != nil,
+@Suite(.serialized, .enabled(if: Environment.canRunNamespaces && findInPath("etcd") != nil,
                              Comment(rawValue: Environment.missingForNamespaces ?? "etcd not found on PATH: apt-get install etcd-server (tools/prereqs does)")))
 struct EtcdNodeTests {
     @Test("flanneld's keys both ways, forwarding through an etcd outage, and the watch resyncing after it")
@@ -124,7 +125,7 @@ struct EtcdNodeTests {
         #expect(before.status == 0, "the flanneld-format lease became a route: \(before)")
 
         // etcd gone: forwarding goes on with the last known routes.
-        etcd.process.terminate()
+        etcd.signal(SIGTERM)
         etcd.wait(seconds: 10)
         // 20 s without etcd, as the issue asks; every ping must still be answered.
         let during = try lab.ping(from: "podA", "10.244.2.2", count: 100)
@@ -139,7 +140,7 @@ struct EtcdNodeTests {
             if !removed { usleep(250_000) }
         }
         #expect(removed, "the deletion after etcd's return reached node A")
-        #expect(weft.process.isRunning)
+        #expect(weft.isRunning)
         _ = etcd
     }
 }

@@ -106,3 +106,9 @@ extern const size_t CWeftLinux_sizeof_ifinfomsg;   /* 16 */
 extern const size_t CWeftLinux_sizeof_ifaddrmsg;   /* 8 */
 extern const size_t CWeftLinux_sizeof_rtmsg;       /* 12 */
 extern const size_t CWeftLinux_sizeof_rtattr;      /* 4 */
+
+// --- Network namespaces ----------------------------------------------------------------------
+
+/// setns(fd, CLONE_NEWNET): moves the calling thread into the network namespace open at `fd`.
+/// Returns 0, or -1 with errno set.
+int CWeftLinux_setns_net(int fd);
