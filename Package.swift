@@ -58,7 +58,7 @@ let package = Package(
         .testTarget(name: "WeftRegistryTests", dependencies: ["WeftRegistry", "WeftCore"]),
         .testTarget(name: "WeftEtcdTests", dependencies: ["WeftCore", "WeftEtcd", "WeftRegistry"]),
         .testTarget(name: "WeftCaptureTests", dependencies: ["WeftCapture", "WeftCore", "WeftTestSupport"]),
-        .testTarget(name: "WeftIntegrationTests", dependencies: ["WeftCore", "WeftRegistry", "WeftCapture", "WeftTestSupport"]),
+        .testTarget(name: "WeftIntegrationTests", dependencies: ["WeftCore", "WeftLinux", "WeftRegistry", "WeftCapture", "WeftTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import WeftTestSupport
+import WeftCapture
 import WeftCore
 
 extension NamespaceTests {
@@ -109,24 +110,64 @@ struct ForwardingTests {
         #expect(probe.output.contains("errno ENETUNREACH"), "\(probe)")
     }
 
-    @Test("on the underlay: UDP 8285 to 8285, each payload one valid IPv4 packet")
+    @Test("on the underlay: UDP 8285 to 8285, each payload one valid IPv4 packet between the pods")
     func wireFormat() throws {
         let (lab, _, _) = try twoNodeLab()
-        let file = FileManager.default.temporaryDirectory.appendingPathComponent("weft-wire-\(lab.prefix).pcap").path
-        defer { try? FileManager.default.removeItem(atPath: file) }
-        let capture = try lab.spawn("nodeB", ["tcpdump", "-i", "ul0", "-n", "-U", "-w", file, "-c", "20", "udp"])
-        usleep(1_000_000)
+        let wire = try WireCapture(lab, node: "nodeB", name: "wire-format", count: 20)
         // 10 requests and 10 replies.
         _ = try lab.ping(from: "podA", "10.244.2.2", count: 10)
-        let captured = capture.wait(seconds: 10)
-        #expect(captured.status == 0, "tcpdump: \(captured)")
-        let datagrams = try PcapFile.udpDatagrams(atPath: file)
-        #expect(datagrams.count == 20, "captured \(datagrams.count) datagrams")
-        for datagram in datagrams {
-            #expect(datagram.sourcePort == 8285 && datagram.destinationPort == 8285)
-            datagram.payload.withUnsafeBytes { payload in
-                #expect(IPv4Header.validate(payload) == nil, "payload is exactly one valid IPv4 packet")
+        try wire.finish { frames in
+            var failures: [String] = []
+            if frames.count != 20 { failures.append("captured \(frames.count) datagrams, not 20") }
+            let underlay: Set = [Lab.nodeAUnderlay, Lab.nodeBUnderlay], pods: Set = [Lab.podA, Lab.podB]
+            for frame in frames {
+                let datagram = frame.datagram
+                if datagram.verdict != .valid || datagram.sourcePort != 8285 || datagram.destinationPort != 8285 || datagram.segments != 1 {
+                    failures.append("not one flannel-udp datagram 8285 → 8285: \(describe(frame.header, datagram))")
+                }
+                if ![datagram.outerSource, datagram.outerDestination].allSatisfy({ $0.map(underlay.contains) == true })
+                    || ![datagram.innerSource, datagram.innerDestination].allSatisfy({ $0.map(pods.contains) == true }) {
+                    failures.append("addresses: \(describe(frame.header, datagram))")
+                }
             }
+            return failures
+        }
+    }
+
+    /// Real TCP traffic crosses the underlay as GSO super-frames where the kernel allows; each must
+    /// stand for datagrams that are each one valid IPv4 packet, and `weft capture --verify` agrees.
+    @Test("TCP between the pods: every datagram on the wire is valid flannel-udp; weft capture --verify and tshark agree")
+    func wireFormatUnderTCP() throws {
+        let (lab, _, _) = try twoNodeLab()
+        let wire = try WireCapture(lab, node: "nodeA", name: "wire-tcp", seconds: 30)
+        let server = try lab.spawn("podB", ["python3", Environment.testPeer("tcp_stream.py"), "server", "--bind", "10.244.2.2", "--port", "5001", "--timeout", "60"])
+        usleep(500_000)
+        let bytes = 4 * 1024 * 1024
+        let client = try lab.exec("podA", ["python3", Environment.testPeer("tcp_stream.py"), "client", "--connect", "10.244.2.2", "--port", "5001", "--bytes", String(bytes), "--seed", "3", "--timeout", "60"], timeout: 70)
+        #expect(client.status == 0, "\(client)")
+        server.wait(seconds: 10)
+        usleep(200_000)
+        wire.stop()
+        try wire.finish { frames in
+            let report = Report(frames)
+            var failures: [String] = []
+            if !report.isValid { failures.append("violations on the wire: \(report)") }
+            // Data segments of about 1,400 bytes each carry the stream.
+            if report.validDatagrams < bytes / 1500 { failures.append("too few datagrams for \(bytes) bytes: \(report)") }
+            let verify = (try? run([Environment.weftBinary, "capture", "--verify", wire.outerFile, "--mtu", "1500", "--json"], timeout: 60))
+            if verify?.status != 0 || verify?.output.contains("\"violations\":0") != true {
+                failures.append("weft capture --verify: \(verify.map { "\($0)" } ?? "did not run")")
+            }
+            if findInPath("tshark") != nil {
+                // tshark sees each datagram of the inner file as one pod-to-pod TCP packet.
+                let tshark = try? run(["tshark", "-n", "-r", wire.innerFile, "-T", "fields", "-e", "ip.src", "-e", "ip.dst", "-e", "tcp.srcport"], timeout: 60)
+                let lines = tshark?.output.split(separator: "\n") ?? []
+                if lines.count != report.validDatagrams { failures.append("tshark read \(lines.count) inner packets, not \(report.validDatagrams)") }
+                if !lines.allSatisfy({ $0.hasPrefix("10.244.1.2\t10.244.2.2\t") || $0.hasPrefix("10.244.2.2\t10.244.1.2\t") }) {
+                    failures.append("tshark: inner packets not between the pods: \(lines.prefix(3))")
+                }
+            }
+            return failures
         }
     }
 
@@ -135,6 +176,7 @@ struct ForwardingTests {
         let (lab, weftA, _) = try twoNodeLab()
         // A third underlay address, known to no one, on node B's side of the link.
         try lab.exec("nodeB", ["ip", "addr", "add", "198.18.0.3/24", "dev", "ul0"])
+        let wire = try WireCapture(lab, node: "nodeA", name: "hostile", seconds: 30)
         let pings = try lab.spawn("podA", ["ping", "-n", "-c", "30", "-i", "0.1", "-W", "2", "10.244.2.2"])
         let inject = Environment.testPeer("inject.py")
         let garbage = try lab.exec("nodeB", ["python3", inject, "--from-ip", "198.18.0.2", "--to", "198.18.0.1:8285", "--kind", "garbage", "--count", "60"])
@@ -143,6 +185,14 @@ struct ForwardingTests {
         #expect(garbage.status == 0 && unknown.status == 0 && spoofed.status == 0, "\(garbage)\n\(unknown)\n\(spoofed)")
         let pinged = pings.wait(seconds: 30)
         #expect(pinged.output.contains("30 received"), "pings kept flowing: \(pinged)")
+        wire.stop()
+        // On the wire: the 30 pings' 60 datagrams are valid; all 80 injected ones break the format
+        // (inject.py sends from an ephemeral port, so they are port mismatches before anything else).
+        try wire.finish { frames in
+            let report = Report(frames)
+            return report[.valid] == 60 && report[.portMismatch] == 80 && report.violations == 80
+                ? [] : ["expected 60 valid datagrams and 80 port mismatches: \(report)"]
+        }
         let summary = weftA.stop().output
         #expect(dropCount(in: summary, direction: .udpToTun, reason: .unknownPeer) == 10, "\(summary)")
         #expect(dropCount(in: summary, direction: .udpToTun, reason: .spoofedSource) == 10, "\(summary)")
@@ -217,36 +267,3 @@ struct ForwardingTests {
 }
 }
 
-/// Just enough of the pcap format to read UDP datagrams off an Ethernet capture.
-enum PcapFile {
-    struct Datagram {
-        var sourcePort: UInt16
-        var destinationPort: UInt16
-        var payload: [UInt8]
-    }
-
-    static func udpDatagrams(atPath path: String) throws -> [Datagram] {
-        let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
-        func u32(_ offset: Int) -> Int { Int(bytes[offset]) | Int(bytes[offset + 1]) << 8 | Int(bytes[offset + 2]) << 16 | Int(bytes[offset + 3]) << 24 }
-        func be16(_ offset: Int) -> UInt16 { UInt16(bytes[offset]) << 8 | UInt16(bytes[offset + 1]) }
-        guard bytes.count >= 24, u32(0) == 0xA1B2_C3D4 || u32(0) == 0xA1B2_3C4D, u32(20) == 1 else {
-            throw LabError("\(path) is not a little-endian Ethernet pcap")
-        }
-        var datagrams: [Datagram] = []
-        var offset = 24
-        while offset + 16 <= bytes.count {
-            let length = u32(offset + 8)
-            let frame = offset + 16
-            offset = frame + length
-            guard offset <= bytes.count, length >= 14 + 20 + 8, be16(frame + 12) == 0x0800 else { continue }
-            let ip = frame + 14
-            let headerLength = Int(bytes[ip] & 0x0F) * 4
-            guard bytes[ip + 9] == 17 else { continue }
-            let udp = ip + headerLength
-            let udpLength = Int(be16(udp + 4))
-            guard udp + udpLength <= frame + length, udpLength >= 8 else { continue }
-            datagrams.append(Datagram(sourcePort: be16(udp), destinationPort: be16(udp + 2), payload: Array(bytes[(udp + 8)..<(udp + udpLength)])))
-        }
-        return datagrams
-    }
-}

@@ -1,6 +1,8 @@
 import Foundation
 import Testing
+import WeftCapture
 import WeftCore
+import WeftLinux
 import WeftTestSupport
 
 /// Where the repository, the `weft` binary and the lab script are, and whether this machine can
@@ -199,4 +201,44 @@ func dropCount(in summary: String, direction: Direction, reason: DropReason) -> 
         }
     }
     return 0
+}
+
+/// An in-process libpcap capture of the flannel-udp traffic on one node's interface (opened
+/// inside the lab's namespace), written to an outer and an inner pcap. A failed check keeps both
+/// files under `directory` and names them in the failure; otherwise they are removed.
+final class WireCapture {
+    /// $WEFT_TEST_CAPTURES, or /tmp/weft-test-captures.
+    static let directory = ProcessInfo.processInfo.environment["WEFT_TEST_CAPTURES"] ?? "/tmp/weft-test-captures"
+
+    let outerFile: String
+    let innerFile: String
+    private let folder: String
+    private let capture: BackgroundCapture
+
+    /// Captures until `count` packets or `seconds`, whichever comes first.
+    init(_ lab: Lab, node: String, interface: String = "ul0", name: String, count: Int? = nil, seconds: Double = 10) throws {
+        folder = "\(Self.directory)/\(name)-\(lab.prefix)"
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        outerFile = "\(folder)/\(node)-\(interface).pcap"
+        innerFile = "\(folder)/\(node)-\(interface)-inner.pcap"
+        capture = try BackgroundCapture(interface: interface, namespace: NetworkNamespace.path(named: lab.namespace(node)),
+                                        count: count, duration: seconds, writeOuter: outerFile, writeInner: innerFile)
+    }
+
+    /// Ends the capture now (within 100 ms).
+    func stop() { capture.stop() }
+
+    /// Waits for the capture to end, then runs `checks`: every message it returns fails the test.
+    @discardableResult
+    func finish(sourceLocation: SourceLocation = #_sourceLocation, _ checks: ([Frame]) -> [String]) throws -> [Frame] {
+        let frames = try capture.wait()
+        let failures = checks(frames)
+        if failures.isEmpty {
+            try? FileManager.default.removeItem(atPath: folder)
+        }
+        for failure in failures {
+            Issue.record("\(failure); \(frames.count) frames kept in \(outerFile) and \(innerFile)", sourceLocation: sourceLocation)
+        }
+        return frames
+    }
 }
