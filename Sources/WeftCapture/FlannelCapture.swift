@@ -214,6 +214,8 @@ public func describe(_ header: PacketHeader, _ datagram: FlannelDatagram) -> Str
         let sourcePort = datagram.sourcePort.map { ":\($0)" } ?? ""
         let destinationPort = datagram.destinationPort.map { ":\($0)" } ?? ""
         line += " \(source)\(sourcePort) > \(destination)\(destinationPort)"
+        // Not flannel-udp (a pod's own packet on the TUN, say): name its protocol instead.
+        if let proto = datagram.outerProtocol, proto != 17 { line += " " + protocolName(proto) }
     } else {
         line += " -"
     }

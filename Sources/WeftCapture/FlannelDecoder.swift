@@ -61,6 +61,8 @@ public enum LinkType {
 /// fields are nil when the payload has no readable IPv4 header.
 public struct FlannelDatagram: Sendable, Equatable {
     public var verdict: Verdict
+    /// The outer IPv4 header's protocol (17 for flannel-udp; a pod packet's own on the TUN).
+    public var outerProtocol: UInt8?
     public var outerSource: IPv4Address?
     public var outerDestination: IPv4Address?
     public var sourcePort: UInt16?
@@ -144,12 +146,15 @@ public enum FlannelDecoder {
         guard packet.count >= 20, let base = packet.baseAddress else { return FlannelDatagram(.truncated) }
         let outer = IPv4Header(base)
         guard outer.version == 4 else { return FlannelDatagram(.notUDP) }
-        guard outer.protocolNumber == 17 else { return FlannelDatagram(.notUDP) }
-        // A later fragment has no UDP header.
-        guard outer.fragmentOffset == 0 else { return FlannelDatagram(.notUDP) }
         var result = FlannelDatagram(.valid)
+        result.outerProtocol = outer.protocolNumber
         result.outerSource = outer.source
         result.outerDestination = outer.destination
+        // Not UDP, or a later fragment without a UDP header: other traffic (e.g. on the TUN).
+        guard outer.protocolNumber == 17, outer.fragmentOffset == 0 else {
+            result.verdict = .notUDP
+            return result
+        }
         let ihl = outer.headerLength
         guard ihl >= 20, packet.count >= ihl + 8 else {
             result.verdict = .truncated

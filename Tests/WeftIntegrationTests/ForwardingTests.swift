@@ -114,8 +114,17 @@ struct ForwardingTests {
     func wireFormat() throws {
         let (lab, _, _) = try twoNodeLab()
         let wire = try WireCapture(lab, node: "nodeB", name: "wire-format", count: 20)
+        // The same pings on node A's TUN, where they are the pods' own packets.
+        let tun = try WireCapture(lab, node: "nodeA", interface: "flannel0", filter: "icmp", name: "wire-format-tun", count: 20)
         // 10 requests and 10 replies.
         _ = try lab.ping(from: "podA", "10.244.2.2", count: 10)
+        try tun.finish { frames in
+            let pods = frames.filter {
+                $0.datagram.verdict == .notUDP && $0.datagram.outerProtocol == 1
+                    && Set([$0.datagram.outerSource, $0.datagram.outerDestination]) == Set([Lab.podA, Lab.podB])
+            }
+            return pods.count == 20 ? [] : ["expected 20 pod ICMP packets on flannel0: \(frames.map { describe($0.header, $0.datagram) })"]
+        }
         try wire.finish { frames in
             var failures: [String] = []
             if frames.count != 20 { failures.append("captured \(frames.count) datagrams, not 20") }

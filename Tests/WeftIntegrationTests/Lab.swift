@@ -216,12 +216,12 @@ final class WireCapture {
     private let capture: BackgroundCapture
 
     /// Captures until `count` packets or `seconds`, whichever comes first.
-    init(_ lab: Lab, node: String, interface: String = "ul0", name: String, count: Int? = nil, seconds: Double = 10) throws {
+    init(_ lab: Lab, node: String, interface: String = "ul0", filter: String? = nil, name: String, count: Int? = nil, seconds: Double = 10) throws {
         folder = "\(Self.directory)/\(name)-\(lab.prefix)"
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         outerFile = "\(folder)/\(node)-\(interface).pcap"
         innerFile = "\(folder)/\(node)-\(interface)-inner.pcap"
-        capture = try BackgroundCapture(interface: interface, namespace: NetworkNamespace.path(named: lab.namespace(node)),
+        capture = try BackgroundCapture(interface: interface, filter: filter, namespace: NetworkNamespace.path(named: lab.namespace(node)),
                                         count: count, duration: seconds, writeOuter: outerFile, writeInner: innerFile)
     }
 
