@@ -190,3 +190,23 @@ _Static_assert(NLMSG_ERROR == 2 && NLMSG_DONE == 3, "nlmsg types");
 int CWeftLinux_setns_net(int fd) {
     return setns(fd, CLONE_NEWNET);
 }
+
+int CWeftLinux_interface_mtu(const char *name) {
+    if (strlen(name) >= IFNAMSIZ) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -1;
+    struct ifreq request;
+    memset(&request, 0, sizeof(request));
+    strncpy(request.ifr_name, name, IFNAMSIZ - 1);
+    int result = ioctl(fd, SIOCGIFMTU, &request);
+    int saved = errno;
+    close(fd);
+    if (result < 0) {
+        errno = saved;
+        return -1;
+    }
+    return request.ifr_mtu;
+}

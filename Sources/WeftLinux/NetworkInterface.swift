@@ -1,3 +1,4 @@
+import CWeftLinux
 import Glibc
 import WeftCore
 
@@ -32,7 +33,7 @@ public struct NetworkInterface: Sendable, Equatable {
     public var firstIPv4Address: IPv4Address? { ipv4.first?.address }
 
     /// Looks `name` up: index (if_nametoindex; ENODEV if absent), IPv4 addresses (getifaddrs),
-    /// MTU (/sys/class/net/NAME/mtu).
+    /// MTU (SIOCGIFMTU).
     public static func named(_ name: String) throws(SystemError) -> NetworkInterface {
         let index = if_nametoindex(name)
         guard index != 0 else {
@@ -59,11 +60,44 @@ public struct NetworkInterface: Sendable, Equatable {
             addresses.append(Address(address: IPv4Address(rawValue: UInt32(bigEndian: host.sin_addr.s_addr)),
                                      prefixLength: length))
         }
-        let mtuText = try FileContents.read("/sys/class/net/\(name)/mtu")
-        guard let mtu = Int(mtuText.filter { !$0.isWhitespace }) else {
-            throw SystemError(errno: EINVAL, operation: "parse /sys/class/net/\(name)/mtu")
+        let mtu = CWeftLinux_interface_mtu(name)
+        guard mtu > 0 else { throw SystemError(errno: Glibc.errno, operation: "read the MTU of \(name)") }
+        return NetworkInterface(name: name, index: Int32(bitPattern: index), ipv4: addresses, mtu: Int(mtu))
+    }
+
+    /// The names of every interface, in getifaddrs order, each once.
+    public static func allNames() throws(SystemError) -> [String] {
+        var list: UnsafeMutablePointer<ifaddrs>?
+        guard getifaddrs(&list) == 0 else {
+            throw SystemError(errno: Glibc.errno, operation: "getifaddrs")
         }
-        return NetworkInterface(name: name, index: Int32(bitPattern: index), ipv4: addresses, mtu: mtu)
+        defer { freeifaddrs(list) }
+        var names: [String] = []
+        var cursor = list
+        while let entry = cursor {
+            defer { cursor = entry.pointee.ifa_next }
+            if let name = entry.pointee.ifa_name.map({ String(cString: $0) }), !names.contains(name) { names.append(name) }
+        }
+        return names
+    }
+
+    /// flanneld's `--iface-regex` rule: for each pattern in order, the first interface with an
+    /// IPv4 address the pattern matches, else the first whose name it matches; the matched
+    /// address (or the interface's first) is the one to bind. `matches` is an unanchored search,
+    /// as Go's `MatchString`.
+    public static func firstMatching(_ patterns: [String], in interfaces: [NetworkInterface],
+                                     matches: (String, String) -> Bool) -> (NetworkInterface, IPv4Address)? {
+        for pattern in patterns {
+            for interface in interfaces {
+                if let address = interface.ipv4.first(where: { matches(pattern, $0.address.description) }) {
+                    return (interface, address.address)
+                }
+            }
+            for interface in interfaces where matches(pattern, interface.name) {
+                if let address = interface.firstIPv4Address { return (interface, address) }
+            }
+        }
+        return nil
     }
 
     /// The interface of the IPv4 default route (destination and mask 0, up) with the lowest

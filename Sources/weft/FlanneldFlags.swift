@@ -13,7 +13,7 @@ enum FlanneldFlags {
             "ip-masq-fully-random-disable": iptables, "iptables-resync": iptables,
             "iptables-forward-rules": iptables,
             "ip-blackhole-route": "Weft does not add blackhole routes",
-            "iface-regex": "choose the interface with --iface", "iface-can-reach": "choose the interface with --iface",
+            "iface-can-reach": "choose the interface with --iface or --iface-regex",
             "public-ipv6": "flannel's udp backend carries IPv4 only",
             "healthz-ip": "Weft has no health endpoint yet", "healthz-port": "Weft has no health endpoint yet",
             "v": "use --log-level",

@@ -11,6 +11,8 @@ import WeftRegistry
 /// Everything `weft run` needs after parsing, with defaults applied.
 struct RunSettings {
     var iface: String?
+    /// Used only without `iface`.
+    var ifaceRegex: [String] = []
     var leases: LeaseSource
     /// nil: 8285 with static peers, the net config's Backend.Port with a registry.
     var port: UInt16?
@@ -89,9 +91,20 @@ final class Node: @unchecked Sendable {
         self.failure = failure
     }
 
-    /// Resolves the underlay, gets the subnet, binds the socket, creates flannel0 and starts
-    /// forwarding (and, with a registry, renewing the lease and following the peers).
-    static func start(_ settings: RunSettings, logger: Logger) throws -> Node {
+    /// The underlay interface and the address to bind: --iface, else the first --iface-regex
+    /// match, else the interface of the default route.
+    static func underlayInterface(_ settings: RunSettings) throws -> (NetworkInterface, IPv4Address) {
+        if settings.iface == nil, !settings.ifaceRegex.isEmpty {
+            let interfaces = ((try? NetworkInterface.allNames()) ?? []).compactMap { try? NetworkInterface.named($0) }
+            let found = NetworkInterface.firstMatching(settings.ifaceRegex, in: interfaces) { pattern, text in
+                (try? Regex(pattern)).map { text.contains($0) } ?? false
+            }
+            guard let found else {
+                let available = interfaces.map { "\($0.name) \($0.ipv4.map(\.description).joined(separator: " "))" }
+                throw RunError("--iface-regex \(settings.ifaceRegex.joined(separator: ", ")) matches no interface with an IPv4 address (have: \(available.joined(separator: "; ")))")
+            }
+            return found
+        }
         let ifaceName: String
         do {
             ifaceName = try settings.iface ?? NetworkInterface.defaultRouteInterfaceName()
@@ -107,6 +120,14 @@ final class Node: @unchecked Sendable {
         guard let bindAddress = underlay.firstIPv4Address else {
             throw RunError("interface \(ifaceName) has no IPv4 address to bind to")
         }
+        return (underlay, bindAddress)
+    }
+
+    /// Resolves the underlay, gets the subnet, binds the socket, creates flannel0 and starts
+    /// forwarding (and, with a registry, renewing the lease and following the peers).
+    static func start(_ settings: RunSettings, logger: Logger) throws -> Node {
+        let (underlay, bindAddress) = try underlayInterface(settings)
+        let ifaceName = underlay.name
         let pathMTU = underlay.mtu - OverlayDevice.encapsulationOverhead
         guard pathMTU >= 576 else {
             throw RunError("interface \(ifaceName) has MTU \(underlay.mtu); the overlay needs at least 604")

@@ -51,6 +51,11 @@ struct RunCommand: ParsableCommand {
         valueName: "name"))
     var iface: String?
 
+    @Option(name: .customLong("iface-regex"), help: ArgumentHelp(
+        "Without --iface: pick the underlay by regular expression, matched against each interface's IPv4 addresses first, then its name (flanneld's rule; repeat to try several in order; env FLANNELD_IFACE_REGEX, one pattern).",
+        valueName: "regex"))
+    var ifaceRegex: [String] = []
+
     @Option(help: ArgumentHelp(
         "The overlay network, flannel's Network (e.g. 10.244.0.0/16). With a registry: the net config to write when it has none.",
         valueName: "cidr"))
@@ -181,8 +186,15 @@ struct RunCommand: ParsableCommand {
         guard (1...15).contains(tunName.utf8.count) else {
             throw ValidationError("--tun-name must be 1 to 15 characters")
         }
+        let patterns = ifaceRegex.isEmpty ? environment["FLANNELD_IFACE_REGEX"].map { [$0] } ?? [] : ifaceRegex
+        for pattern in patterns {
+            do { _ = try Regex(pattern) } catch {
+                throw ValidationError("--iface-regex '\(pattern)' is not a valid regular expression: \(error)")
+            }
+        }
         return RunSettings(
             iface: iface ?? environment["FLANNELD_IFACE"],
+            ifaceRegex: patterns,
             leases: try leaseSource(network: network, environment: environment),
             port: port,
             publicIP: publicAddress,

@@ -15,6 +15,8 @@ struct CommandLineTests {
         (["run", "--kube-subnet-mgr"], "--kube-subnet-mgr is a flanneld flag that Weft does not implement"),
         (["run", "--subnet-lease-renew-margin", "1440"], "1 to 1439 minutes"),
         (["run", "--peer", "10.244.2.0/24=198.18.0.2"], "--peer and --peers-file need --subnet"),
+        (["run", "--iface-regex", "(198", "--network", "10.244.0.0/16", "--subnet", "10.244.1.0/24"], "--iface-regex '(198' is not a valid regular expression"),
+        (["run", "--iface-can-reach", "198.18.0.9"], "--iface-can-reach is a flanneld flag that Weft does not implement"),
     ])
     func badFlags(arguments: [String], mention: String) throws {
         let result = try runWeft(arguments)
@@ -45,5 +47,25 @@ struct CommandLineTests {
     private func runWeft(_ arguments: [String], environment: [String] = []) throws -> CommandResult {
         let isolation = geteuid() == 0 ? ["unshare", "--net"] : []
         return try run(["env"] + environment + isolation + [Environment.weftBinary] + arguments, timeout: 20)
+    }
+
+    /// In a namespace of its own with two veth interfaces: the pattern matches an address of the
+    /// second, and weft binds there (its start-up log line names the interface and address).
+    @Test("--iface-regex picks the interface by address, then by name, as flanneld does",
+          .enabled(if: geteuid() == 0 && access("/dev/net/tun", R_OK | W_OK) == 0, "needs root and /dev/net/tun (runs weft in its own namespace)"))
+    func ifaceRegex() throws {
+        for (patterns, expected) in [(["^198\\.18\\.7\\."], "via d2 198.18.7.1:8285"), (["nomatch", "^d1$"], "via d1 198.18.6.1:8285")] {
+            let flags = patterns.map { "--iface-regex '\($0)'" }.joined(separator: " ")
+            let script = """
+                ip link add d1 type veth peer name d1p && ip addr add 198.18.6.1/24 dev d1 && ip link set d1 up &&
+                ip link add d2 type veth peer name d2p && ip addr add 198.18.7.1/24 dev d2 && ip link set d2 up &&
+                timeout --preserve-status -s TERM 2 '\(Environment.weftBinary)' run \(flags) --network 10.244.0.0/16 --subnet 10.244.1.0/24 --peer 10.244.2.0/24=198.18.6.2
+                """
+            let result = try run(["unshare", "--net", "sh", "-c", script], timeout: 20)
+            #expect(result.status == 0, "\(result)")
+            #expect(result.errorOutput.contains(expected), "\(patterns): \(result.errorOutput)")
+        }
+        let none = try run(["unshare", "--net", "sh", "-c", "ip link add d1 type veth peer name d1p && ip addr add 198.18.6.1/24 dev d1 && '\(Environment.weftBinary)' run --iface-regex '^10\\.' --network 10.244.0.0/16 --subnet 10.244.1.0/24"], timeout: 20)
+        #expect(none.status != 0 && none.errorOutput.contains("--iface-regex ^10\\. matches no interface with an IPv4 address (have: ") && none.errorOutput.contains("d1 198.18.6.1/24"), "\(none)")
     }
 }

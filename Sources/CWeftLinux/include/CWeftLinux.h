@@ -112,3 +112,9 @@ extern const size_t CWeftLinux_sizeof_rtattr;      /* 4 */
 /// setns(fd, CLONE_NEWNET): moves the calling thread into the network namespace open at `fd`.
 /// Returns 0, or -1 with errno set.
 int CWeftLinux_setns_net(int fd);
+
+// --- Interfaces ------------------------------------------------------------------------------
+
+/// The MTU of interface `name` in the caller's network namespace (SIOCGIFMTU), or -1 with errno
+/// set. Unlike /sys/class/net, right in any namespace, also one sysfs was not remounted for.
+int CWeftLinux_interface_mtu(const char *name);
