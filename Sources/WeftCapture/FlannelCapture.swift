@@ -74,6 +74,24 @@ public enum FlannelCapture {
         return report
     }
 
+    /// Writes the decapsulated inner packets of every valid datagram in `file` to `innerFile`
+    /// (LINKTYPE_RAW) and returns the counts.
+    @discardableResult
+    public static func decapsulate(file: String, to innerFile: String, port: UInt16 = 8285,
+                                   mtu: Int = FlannelDecoder.defaultMTU) throws -> Report {
+        let reader = try PcapReader(path: file)
+        let inner = try PcapWriter(path: innerFile, linkType: LinkType.raw, snapLength: 262_144)
+        defer { inner.close() }
+        var report = Report()
+        report.linkType = reader.linkType
+        while try reader.next({ header, bytes in
+            let datagram = FlannelDecoder.decode(bytes, wireLength: header.wireLength, linkType: reader.linkType, port: port, mtu: mtu)
+            report.add(datagram)
+            inner.writeInnerPackets(of: datagram, in: bytes, header: header)
+        }) {}
+        return report
+    }
+
     /// Reads and decodes every packet of `file`.
     public static func read(file: String, port: UInt16 = 8285, mtu: Int = FlannelDecoder.defaultMTU) throws -> [Frame] {
         let reader = try PcapReader(path: file)
@@ -163,14 +181,7 @@ public final class CaptureSession: @unchecked Sendable {
             let datagram = FlannelDecoder.decode(bytes, wireLength: header.wireLength, linkType: capture.linkType, port: port, mtu: capture.mtu)
             report.add(datagram)
             outer?.write(bytes, header: header)
-            if let inner {
-                // A super-frame's datagrams each become one inner packet, as the peer receives them.
-                for range in datagram.innerPacketRanges {
-                    let packet = UnsafeRawBufferPointer(rebasing: bytes[range])
-                    inner.write(packet, header: PacketHeader(seconds: header.seconds, microseconds: header.microseconds,
-                                                             capturedLength: packet.count, wireLength: packet.count))
-                }
-            }
+            inner?.writeInnerPackets(of: datagram, in: bytes, header: header)
             try body(header, bytes, datagram)
             seen += 1
             return count.map { seen < $0 } ?? true
@@ -238,5 +249,17 @@ public func protocolName(_ number: UInt8) -> String {
     case 6: "TCP"
     case 17: "UDP"
     default: "proto \(number)"
+    }
+}
+
+extension PcapWriter {
+    /// Writes the inner packets of a valid datagram, each as one record with the frame's time: a
+    /// super-frame's datagrams each become one inner packet, as the peer receives them.
+    public func writeInnerPackets(of datagram: FlannelDatagram, in frame: UnsafeRawBufferPointer, header: PacketHeader) {
+        for range in datagram.innerPacketRanges {
+            let packet = UnsafeRawBufferPointer(rebasing: frame[range])
+            write(packet, header: PacketHeader(seconds: header.seconds, microseconds: header.microseconds,
+                                               capturedLength: packet.count, wireLength: packet.count))
+        }
     }
 }

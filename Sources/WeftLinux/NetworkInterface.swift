@@ -39,21 +39,14 @@ public struct NetworkInterface: Sendable, Equatable {
         guard index != 0 else {
             throw SystemError(errno: Glibc.errno == 0 ? ENODEV : Glibc.errno, operation: "find interface \(name)")
         }
-        var list: UnsafeMutablePointer<ifaddrs>?
-        guard getifaddrs(&list) == 0 else {
-            throw SystemError(errno: Glibc.errno, operation: "getifaddrs")
-        }
-        defer { freeifaddrs(list) }
         var addresses: [Address] = []
-        var cursor = list
-        while let entry = cursor {
-            defer { cursor = entry.pointee.ifa_next }
-            guard let entryName = entry.pointee.ifa_name, String(cString: entryName) == name,
-                  let address = entry.pointee.ifa_addr, address.pointee.sa_family == sa_family_t(AF_INET)
-            else { continue }
+        try forEachInterfaceAddress { entry in
+            guard let entryName = entry.ifa_name, String(cString: entryName) == name,
+                  let address = entry.ifa_addr, address.pointee.sa_family == sa_family_t(AF_INET)
+            else { return }
             let host = UnsafeRawPointer(address).loadUnaligned(as: sockaddr_in.self)
             var length = 32
-            if let mask = entry.pointee.ifa_netmask {
+            if let mask = entry.ifa_netmask {
                 let netmask = UnsafeRawPointer(mask).loadUnaligned(as: sockaddr_in.self)
                 length = UInt32(bigEndian: netmask.sin_addr.s_addr).nonzeroBitCount
             }
@@ -67,18 +60,25 @@ public struct NetworkInterface: Sendable, Equatable {
 
     /// The names of every interface, in getifaddrs order, each once.
     public static func allNames() throws(SystemError) -> [String] {
+        var names: [String] = []
+        try forEachInterfaceAddress { entry in
+            if let name = entry.ifa_name.map({ String(cString: $0) }), !names.contains(name) { names.append(name) }
+        }
+        return names
+    }
+
+    /// Calls `body` with each entry of getifaddrs(3), in its order.
+    private static func forEachInterfaceAddress(_ body: (ifaddrs) -> Void) throws(SystemError) {
         var list: UnsafeMutablePointer<ifaddrs>?
         guard getifaddrs(&list) == 0 else {
             throw SystemError(errno: Glibc.errno, operation: "getifaddrs")
         }
         defer { freeifaddrs(list) }
-        var names: [String] = []
         var cursor = list
         while let entry = cursor {
-            defer { cursor = entry.pointee.ifa_next }
-            if let name = entry.pointee.ifa_name.map({ String(cString: $0) }), !names.contains(name) { names.append(name) }
+            body(entry.pointee)
+            cursor = entry.pointee.ifa_next
         }
-        return names
     }
 
     /// flanneld's `--iface-regex` rule: for each pattern in order, the first interface with an

@@ -34,6 +34,7 @@ struct CaptureCommand: ParsableCommand {
               weft capture --iface eth0 --write outer.pcap --write-inner inner.pcap
               weft capture --iface flannel0 --filter icmp --count 10
               weft capture --read outer.pcap
+              weft capture --read outer.pcap --write-inner inner.pcap
               weft capture --verify outer.pcap --json
             """
     )
@@ -62,7 +63,7 @@ struct CaptureCommand: ParsableCommand {
     @Option(name: .customLong("write"), help: ArgumentHelp("Write the captured frames to this pcap file.", valueName: "outer.pcap"))
     var writeOuter: String?
 
-    @Option(name: .customLong("write-inner"), help: ArgumentHelp("Write the decapsulated inner IPv4 packets to this pcap file (LINKTYPE_RAW).", valueName: "inner.pcap"))
+    @Option(name: .customLong("write-inner"), help: ArgumentHelp("Write the decapsulated inner IPv4 packets to this pcap file (LINKTYPE_RAW); live, or from a file with --read.", valueName: "inner.pcap"))
     var writeInner: String?
 
     @Option(help: ArgumentHelp("With --read or --verify: the captured link's MTU. A longer UDP datagram on the port is taken as a GSO/GRO super-frame and judged as the datagrams it is cut into (live captures use the interface's MTU).", valueName: "bytes"))
@@ -74,9 +75,10 @@ struct CaptureCommand: ParsableCommand {
     func validate() throws {
         let modes = [iface, read, verify].compactMap { $0 }.count
         guard modes == 1 else { throw ValidationError("give exactly one of --iface, --read, --verify") }
-        if iface == nil, filter != nil || count != nil || duration != nil || writeOuter != nil || writeInner != nil {
-            throw ValidationError("--filter, --count, --duration, --write and --write-inner need --iface")
+        if iface == nil, filter != nil || count != nil || duration != nil || writeOuter != nil {
+            throw ValidationError("--filter, --count, --duration and --write need --iface")
         }
+        if writeInner != nil, verify != nil { throw ValidationError("--write-inner goes with --iface or --read") }
         if json, verify == nil { throw ValidationError("--json needs --verify") }
         if let count, count < 1 { throw ValidationError("--count must be at least 1") }
         if let duration, !(duration > 0) { throw ValidationError("--duration must be positive seconds") }
@@ -91,17 +93,21 @@ struct CaptureCommand: ParsableCommand {
     private func readFile(_ path: String) throws {
         let reader: PcapReader
         do { reader = try PcapReader(path: path) } catch { throw RunError("\(error)") }
+        let inner: PcapWriter?
+        do { inner = try writeInner.map { try PcapWriter(path: $0, linkType: LinkType.raw, snapLength: 262_144) } } catch { throw RunError("\(error)") }
+        defer { inner?.close() }
         var report = Report()
         do {
             while try reader.next({ header, bytes in
                 let datagram = FlannelDecoder.decode(bytes, wireLength: header.wireLength, linkType: reader.linkType, port: port, mtu: mtu)
                 report.add(datagram)
+                inner?.writeInnerPackets(of: datagram, in: bytes, header: header)
                 printLine(describe(header, datagram))
             }) {}
         } catch {
             throw RunError("\(error) (after \(report.total) packets)")
         }
-        printError("\(path): link type \(linkTypeName(reader.linkType)): \(report)")
+        printError("\(path): link type \(linkTypeName(reader.linkType)): \(report)" + (writeInner.map { "; wrote \($0)" } ?? ""))
     }
 
     private func verifyFile(_ path: String) throws {

@@ -136,7 +136,8 @@ import WeftCore
         #expect(lines.first?.hasSuffix("ttl 64 valid") == true, "\(read)")
 
         try Data("not a capture".utf8).write(to: URL(fileURLWithPath: directory + "/text.pcap"))
-        for arguments in [["--verify", directory + "/text.pcap"], ["--read", directory + "/missing.pcap"], ["--read", directory + "/x", "--verify", directory + "/y"]] {
+        for arguments in [["--verify", directory + "/text.pcap"], ["--read", directory + "/missing.pcap"], ["--read", directory + "/x", "--verify", directory + "/y"],
+                          ["--verify", directory + "/bad.pcap", "--write-inner", directory + "/i.pcap"], ["--read", directory + "/bad.pcap", "--count", "2"]] {
             let result = try run([weft, "capture"] + arguments)
             #expect(result.status != 0, "\(result)")
             #expect(result.errorOutput.split(separator: "\n").count == 1 && result.errorOutput.hasPrefix("weft: "), "\(result)")
@@ -149,12 +150,7 @@ import WeftCore
         let directory = try temporaryDirectory("tcpdump")
         defer { try? FileManager.default.removeItem(atPath: directory) }
         try write(good(5), to: directory + "/outer.pcap")
-        let inner = try PcapWriter(path: directory + "/inner.pcap", linkType: LinkType.raw)
-        for frame in try FlannelCapture.read(file: directory + "/outer.pcap") {
-            let packet = try #require(frame.innerPacket)
-            inner.write(Array(packet), header: PacketHeader(seconds: frame.header.seconds, microseconds: frame.header.microseconds, capturedLength: packet.count, wireLength: packet.count))
-        }
-        inner.close()
+        #expect(try FlannelCapture.decapsulate(file: directory + "/outer.pcap", to: directory + "/inner.pcap")[.valid] == 5)
 
         let outer = try run(["tcpdump", "-nn", "-r", directory + "/outer.pcap"])
         let outerLines = outer.output.split(separator: "\n")
@@ -202,12 +198,8 @@ import WeftCore
         let directory = try temporaryDirectory("tshark")
         defer { try? FileManager.default.removeItem(atPath: directory) }
         try write(good(4), to: directory + "/outer.pcap")
-        let inner = try PcapWriter(path: directory + "/inner.pcap", linkType: LinkType.raw)
-        for frame in try FlannelCapture.read(file: directory + "/outer.pcap") {
-            let packet = try #require(frame.innerPacket)
-            inner.write(Array(packet), header: PacketHeader(seconds: frame.header.seconds, microseconds: frame.header.microseconds, capturedLength: packet.count, wireLength: packet.count))
-        }
-        inner.close()
+        let decapsulated = try run([TestEnvironment.weftBinary, "capture", "--read", directory + "/outer.pcap", "--write-inner", directory + "/inner.pcap"])
+        #expect(decapsulated.status == 0 && decapsulated.errorOutput.contains("wrote \(directory)/inner.pcap"), "\(decapsulated)")
         let fields = ["-T", "fields", "-E", "occurrence=a", "-e", "ip.src", "-e", "ip.dst", "-e", "icmp.type"]
         let outer = try run(["tshark", "-n", "-r", directory + "/outer.pcap", "-d", "udp.port==8285,ip"] + fields)
         let outerLines = outer.output.split(separator: "\n")
