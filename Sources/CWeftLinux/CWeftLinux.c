@@ -131,6 +131,12 @@ size_t CWeftLinux_CMSG_LEN(size_t length) {
     return CMSG_LEN(length);
 }
 
+// --- TCP -------------------------------------------------------------------------------------
+
+int CWeftLinux_accept4(int fd, struct sockaddr *address, socklen_t *length, int flags) {
+    return accept4(fd, address, length, flags);
+}
+
 // --- eventfd ---------------------------------------------------------------------------------
 
 int CWeftLinux_eventfd(unsigned int initval, int flags) {

@@ -15,11 +15,11 @@ extension IOResult: Equatable where T: Equatable {}
 /// and throws `SystemError`; the `…NonBlocking` variants map EAGAIN/EWOULDBLOCK to `.wouldBlock`.
 /// `operation` names the object for the error message ("read flannel0").
 enum Syscall {
-    // MARK: Helpers
+    // MARK: Helpers (internal, not private: TCPSocket.swift adds its wrappers in an extension)
 
     @inline(__always)
-    private static func retrying<T: FixedWidthInteger>(_ operation: @autoclosure () -> String,
-                                                       _ body: () -> T) throws(SystemError) -> T {
+    static func retrying<T: FixedWidthInteger>(_ operation: @autoclosure () -> String,
+                                               _ body: () -> T) throws(SystemError) -> T {
         while true {
             let result = body()
             if result == -1 {
@@ -32,7 +32,7 @@ enum Syscall {
     }
 
     @inline(__always)
-    private static func retryingNonBlocking<T: FixedWidthInteger>(
+    static func retryingNonBlocking<T: FixedWidthInteger>(
         _ operation: @autoclosure () -> String, _ body: () -> T
     ) throws(SystemError) -> IOResult<T> {
         while true {

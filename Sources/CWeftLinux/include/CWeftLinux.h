@@ -80,6 +80,12 @@ unsigned char *CWeftLinux_CMSG_DATA(struct cmsghdr *cmsg);
 size_t CWeftLinux_CMSG_SPACE(size_t length);
 size_t CWeftLinux_CMSG_LEN(size_t length);
 
+// --- TCP -------------------------------------------------------------------------------------
+
+/// accept4(2) (_GNU_SOURCE-gated, so Glibc does not import it): the accepted socket gets
+/// `flags` (SOCK_CLOEXEC) atomically.
+int CWeftLinux_accept4(int fd, struct sockaddr *address, socklen_t *length, int flags);
+
 // --- eventfd ---------------------------------------------------------------------------------
 
 int CWeftLinux_eventfd(unsigned int initval, int flags);
