@@ -15,6 +15,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     ],
     targets: [
         // What Swift cannot import from Glibc: TUN ioctls, mmsghdr, eventfd. No logic.
@@ -43,10 +44,19 @@ let package = Package(
         .systemLibrary(name: "CPcap", pkgConfig: "libpcap", providers: [.apt(["libpcap-dev"])]),
         // Packet capture: flannel-udp decoding and verdicts, pcap files, live capture.
         .target(name: "WeftCapture", dependencies: ["CPcap", "WeftCore", "WeftLinux"]),
+        // `weft bench`: UDP packet rate, TCP throughput and UDP latency between two hosts, on
+        // WeftLinux's batched sockets; latency percentiles from an HDR histogram.
+        .target(
+            name: "WeftBench",
+            dependencies: [
+                "WeftLinux", "WeftCore",
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ]
+        ),
         .executableTarget(
             name: "weft",
             dependencies: [
-                "WeftCore", "WeftLinux", "WeftDataPath", "WeftRegistry", "WeftEtcd", "WeftCapture",
+                "WeftCore", "WeftLinux", "WeftDataPath", "WeftRegistry", "WeftEtcd", "WeftCapture", "WeftBench",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
