@@ -1,0 +1,158 @@
+import ArgumentParser
+import Glibc
+import Synchronization
+import WeftBench
+import WeftCore
+
+/// Set by SIGINT/SIGTERM while `weft bench server` runs; the server sees it within 100 ms.
+private let benchServerInterrupted = Atomic<Bool>(false)
+
+/// `weft bench`: measure a path with Weft's own batched sockets, like iperf3.
+struct BenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Measure UDP packet rate, TCP throughput or UDP latency between two hosts.",
+        discussion: """
+            Run `weft bench server` on one end and `weft bench client --server ADDR` on the other. \
+            The client opens a TCP control connection to the server's port (5301), runs one test, \
+            and gets the server's counts back over it, as iperf3 does.
+
+              udp      datagrams of --size bytes as fast as sendmmsg goes, each numbered; the server \
+            counts received, lost, reordered and duplicate datagrams. Rates are the server's \
+            received count over the measured interval.
+              tcp      --streams parallel TCP streams; bits/s the server read over the interval.
+              latency  UDP request/response, one outstanding; round-trip percentiles from an HDR \
+            histogram; a request unanswered for 1 s counts as lost.
+
+            The warm-up (--warmup seconds) sends traffic that is not counted. Progress goes to \
+            stderr every second; the result is one line on stdout, or one JSON object with --json.
+
+            Examples:
+              weft bench server
+              weft bench client --server 10.244.2.2 --mode udp --size 64 --json
+              weft bench client --server 10.244.2.2 --mode tcp --streams 4 --duration 10
+              weft bench client --server 10.244.2.2 --mode latency
+            """,
+        subcommands: [BenchServerCommand.self, BenchClientCommand.self]
+    )
+}
+
+struct BenchServerCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "server",
+        abstract: "Serve weft bench tests on one TCP and UDP port until SIGINT or SIGTERM.",
+        discussion: """
+            Listens on TCP (control connections and TCP streams) and UDP (packet-rate sink and \
+            latency echo) on the same port, and serves tests one after another; a client that \
+            comes while a test runs is told the server is busy. One line per finished test goes \
+            to stderr. SIGINT or SIGTERM stop it (a running test is abandoned) with exit status 0.
+            """
+    )
+
+    @Option(help: ArgumentHelp("IPv4 address to listen on.", valueName: "addr"))
+    var bind = "0.0.0.0"
+
+    @Option(help: ArgumentHelp("TCP and UDP port (0: any free port, printed at start).", valueName: "port"))
+    var port: UInt16 = BenchOptions.defaultPort
+
+    @Flag(help: "Exit after one test: status 0 if it completed.")
+    var once = false
+
+    func validate() throws {
+        guard IPv4Address(bind) != nil else { throw ValidationError("--bind '\(bind)' is not an IPv4 address") }
+    }
+
+    func run() throws {
+        let address = IPv4Address(bind)!
+        let server: BenchServer
+        do { server = try BenchServer(bind: address, port: port) } catch { throw RunError("\(error)") }
+        defer { server.close() }
+        signal(SIGINT) { _ in benchServerInterrupted.store(true, ordering: .relaxed) }
+        signal(SIGTERM) { _ in benchServerInterrupted.store(true, ordering: .relaxed) }
+        benchPrintError("weft bench server: listening on \(address):\(server.port) (TCP and UDP)")
+        let outcome: BenchServer.Outcome?
+        do {
+            outcome = try server.serve(once: once, shouldStop: { benchServerInterrupted.load(ordering: .relaxed) },
+                                       log: benchPrintError)
+        } catch { throw RunError("\(error)") }
+        if benchServerInterrupted.load(ordering: .relaxed) {
+            benchPrintError("weft bench server: stopped")
+            return
+        }
+        if once, case .failed = outcome {
+            throw RunError("the test did not complete")
+        }
+    }
+}
+
+extension BenchMode: ExpressibleByArgument {}
+
+struct BenchClientCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "client",
+        abstract: "Run one test against a weft bench server and print the result.",
+        discussion: """
+            JSON output (--json), one object on stdout:
+              udp:     {"mode":"udp","size":64,"duration_s":10.0,"sent":N,"received":N,"lost":N,"reordered":N,"duplicates":N,"packets_per_second":X,"bits_per_second":X}
+              tcp:     {"mode":"tcp","streams":4,"duration_s":10.0,"bytes":N,"bits_per_second":X}
+              latency: {"mode":"latency","size":64,"duration_s":10.0,"samples":N,"lost":N,"min_us":X,"mean_us":X,"p50_us":X,"p90_us":X,"p99_us":X,"p999_us":X,"max_us":X}
+            udp rates come from the server's received count over the measured interval; bits are \
+            UDP payload bits. A datagram the kernel refused counts as sent and lost.
+            """
+    )
+
+    @Option(help: ArgumentHelp("The server's IPv4 address.", valueName: "addr"))
+    var server: String
+
+    @Option(help: ArgumentHelp("The server's TCP and UDP port.", valueName: "port"))
+    var port: UInt16 = BenchOptions.defaultPort
+
+    @Option(help: ArgumentHelp("udp (packet rate), tcp (throughput) or latency (round trips).", valueName: "mode"))
+    var mode: BenchMode = .udp
+
+    @Option(help: ArgumentHelp(
+        "udp, latency: UDP payload bytes, 64 to 1472 (default 1472 for udp, 64 for latency). tcp: bytes per send(), 64 to 16777216 (default 131072).",
+        valueName: "bytes"))
+    var size: Int?
+
+    @Option(help: ArgumentHelp("tcp: parallel streams, 1 to 128.", valueName: "n"))
+    var streams: Int = 1
+
+    @Option(help: ArgumentHelp("Measured seconds, after the warm-up.", valueName: "seconds"))
+    var duration: Double = 10
+
+    @Option(help: ArgumentHelp("Seconds of traffic first that are not counted.", valueName: "seconds"))
+    var warmup: Double = 1
+
+    @Flag(help: "Print the result as one JSON object.")
+    var json = false
+
+    func validate() throws {
+        _ = try options()
+    }
+
+    func run() throws {
+        let options = try options()
+        let result: BenchResult
+        do {
+            result = try BenchClient.run(options, progress: benchPrintError)
+        } catch { throw RunError("\(error)") }
+        var line = (json ? result.json : result.summary) + "\n"
+        line.withUTF8 { _ = Glibc.write(1, $0.baseAddress, $0.count) }
+    }
+
+    private func options() throws -> BenchOptions {
+        guard let address = IPv4Address(server) else {
+            throw ValidationError("--server '\(server)' is not an IPv4 address")
+        }
+        let options = BenchOptions(server: address, port: port, mode: mode, size: size, streams: streams,
+                                   duration: duration, warmup: warmup)
+        do { try options.validate() } catch { throw ValidationError(error.description) }
+        return options
+    }
+}
+
+private func benchPrintError(_ text: String) {
+    var line = text + "\n"
+    line.withUTF8 { _ = Glibc.write(2, $0.baseAddress, $0.count) }
+}
