@@ -11,7 +11,6 @@ import WeftLinux
 /// goes away mid-test is a `BenchError`, never a hang.
 public enum BenchClient {
     static let connectTimeoutMilliseconds: Int32 = 3000
-    static let answerTimeout: UInt64 = 5_000_000_000
     /// How long the client waits for the result after `done` (the server drains for ≤ 2 s).
     static let resultTimeout: UInt64 = 10_000_000_000
     static let checkInterval: UInt64 = 100_000_000
@@ -119,7 +118,7 @@ public enum BenchClient {
                 throw BenchError("TCP stream \(index + 1) to \(options.server):\(options.port) closed at once")
             }
         }
-        _ = try session.receive("ready", within: answerTimeout)
+        _ = try session.receive("ready", within: nanoseconds(options.answerTimeout))
 
         let senders = StreamSenders(streams, size: options.size)
         senders.start()
@@ -286,7 +285,7 @@ struct Session {
                 ("version", "\(ControlMessage.protocolVersion)"), ("mode", options.mode.rawValue), ("size", "\(options.size)"),
                 ("streams", "\(options.streams)"), ("duration", jsonNumber(options.duration)), ("warmup", jsonNumber(options.warmup)),
             ]))
-            let ok = try session.receive("ok", within: BenchClient.answerTimeout)
+            let ok = try session.receive("ok", within: nanoseconds(options.answerTimeout))
             guard let test = ok.integer("test"), let id = UInt32(exactly: test) else {
                 throw BenchError("the server's answer lacks a test id: '\(ok)'")
             }
@@ -366,7 +365,7 @@ struct Session {
                 ? "server \(server) closed the connection without answering (is it a weft bench server?)"
                 : "server \(server) closed the control connection during the test")
         case .timedOut:
-            return BenchError("server \(server) did not send '\(verb ?? "?")' within \(Int(Double(timeout) / 1e9)) s"
+            return BenchError("server \(server) did not send '\(verb ?? "?")' within \(jsonNumber(Double(timeout) / 1e9)) s"
                 + (verb == "ok" ? " (is it a weft bench server?)" : ""))
         case .malformed(let what):
             return BenchError("server \(server) sent \(what) (is it a weft bench server?)")

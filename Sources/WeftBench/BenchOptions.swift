@@ -32,6 +32,8 @@ public struct BenchOptions: Sendable, Equatable {
     public var warmup: Double
     /// Latency mode: how long to wait for a reply before counting the request lost.
     public var replyTimeout: Double
+    /// How long to wait for the server's answer to the hello and for its `ready` (tcp).
+    public var answerTimeout: Double = 5
 
     public init(server: IPv4Address, port: UInt16 = BenchOptions.defaultPort, mode: BenchMode = .udp,
                 size: Int? = nil, streams: Int = 1, duration: Double = 10, warmup: Double = 1, replyTimeout: Double = 1) {
@@ -57,7 +59,7 @@ public struct BenchOptions: Sendable, Equatable {
     public func validate() throws(BenchError) {
         try Self.validate(mode: mode, size: size, streams: streams, duration: duration, warmup: warmup)
         if port == 0 { throw BenchError("--port must be 1 to 65535") }
-        if !(replyTimeout > 0) { throw BenchError("the reply timeout must be positive") }
+        if !(replyTimeout > 0) || !(answerTimeout > 0) { throw BenchError("timeouts must be positive") }
     }
 
     static func validate(mode: BenchMode, size: Int, streams: Int, duration: Double, warmup: Double) throws(BenchError) {
