@@ -197,7 +197,7 @@ private struct TestRun {
     }
 
     private func runUDP() throws(BenchError) -> String {
-        let receiver = try UDPReceiver(socket: server.udpSocket, test: test)
+        let receiver = try UDPReceiver(socket: server.udpSocket, test: test, napsWhenDrained: request.mode == .udp)
         receiver.start()
         var finished = false
         defer { if !finished { receiver.stop() } }

@@ -1,4 +1,5 @@
 import Dispatch
+import Glibc
 import Synchronization
 import WeftCore
 import WeftLinux
@@ -10,8 +11,16 @@ import WeftLinux
 /// The control thread calls `finish(expecting:)` when the client says it is done (the thread
 /// then drains what is still queued) or `stop()` to abandon the test; both wait for the thread
 /// with a bound.
+///
+/// In a rate test the thread naps for `nap` after each batch that emptied the socket's queue,
+/// instead of going straight back to sleep in poll(2): a waiting reader costs the *sender's*
+/// CPU a wake-up for every datagram (on the 2-vCPU lab VM that halved the rate the sender could
+/// push), while a reader that is not waiting costs it nothing. The 4 MiB receive buffer holds
+/// thousands of datagrams, far more than arrive in a millisecond. Echo (latency) tests never
+/// nap: they answer at once.
 final class UDPReceiver: @unchecked Sendable {
-    static let batchCapacity = 64
+    static let batchCapacity = 256
+    static let napMicroseconds: UInt32 = 1000
     /// Larger than any bench datagram (1472), so a foreign jumbo datagram is merely truncated.
     static let bufferSize = 2048
     /// After `finish`: stop when no datagram of the test came for this long…
@@ -29,8 +38,11 @@ final class UDPReceiver: @unchecked Sendable {
     /// Set by the thread when the socket failed; read after it ended.
     private(set) var failure: SystemError?
 
-    init(socket: UDPSocket, test: UInt32) throws(BenchError) {
+    private let napsWhenDrained: Bool
+
+    init(socket: UDPSocket, test: UInt32, napsWhenDrained: Bool) throws(BenchError) {
         self.socket = socket
+        self.napsWhenDrained = napsWhenDrained
         sink = DatagramSink(test: test)
         do { wakeup = try EventFD() } catch { throw BenchError("cannot create an eventfd: \(error)") }
     }
@@ -101,6 +113,9 @@ final class UDPReceiver: @unchecked Sendable {
                 }
                 if echoes > 0 {
                     _ = try socket.send(echoBatch, count: echoes)
+                }
+                if napsWhenDrained && count < capacity {
+                    usleep(Self.napMicroseconds)
                 }
             }
         } catch {
