@@ -17,12 +17,15 @@ struct BenchCommand: ParsableCommand {
             The client opens a TCP control connection to the server's port (5301), runs one test, \
             and gets the server's counts back over it, as iperf3 does.
 
-              udp      datagrams of --size bytes as fast as sendmmsg goes, each numbered; the server \
-            counts received, lost, reordered and duplicate datagrams. Rates are the server's \
-            received count over the measured interval.
-              tcp      --streams parallel TCP streams; bits/s the server read over the interval.
-              latency  UDP request/response, one outstanding; round-trip percentiles from an HDR \
-            histogram; a request unanswered for 1 s counts as lost.
+              udp      datagrams of --size bytes as fast as sendmmsg goes, each
+                       numbered; the server counts received, lost, reordered and
+                       duplicate ones; rates are its received count over the
+                       measured interval.
+              tcp      --streams parallel TCP streams; bits/s the server read over
+                       the measured interval.
+              latency  UDP request/response, one outstanding; round-trip
+                       percentiles from an HDR histogram; a request unanswered
+                       for 1 s counts as lost.
 
             The warm-up (--warmup seconds) sends traffic that is not counted. Progress goes to \
             stderr every second; the result is one line on stdout, or one JSON object with --json.
@@ -92,12 +95,16 @@ struct BenchClientCommand: ParsableCommand {
         commandName: "client",
         abstract: "Run one test against a weft bench server and print the result.",
         discussion: """
-            JSON output (--json), one object on stdout:
-              udp:     {"mode":"udp","size":64,"duration_s":10.0,"sent":N,"received":N,"lost":N,"reordered":N,"duplicates":N,"packets_per_second":X,"bits_per_second":X}
-              tcp:     {"mode":"tcp","streams":4,"duration_s":10.0,"bytes":N,"bits_per_second":X}
-              latency: {"mode":"latency","size":64,"duration_s":10.0,"samples":N,"lost":N,"min_us":X,"mean_us":X,"p50_us":X,"p90_us":X,"p99_us":X,"p999_us":X,"max_us":X}
-            udp rates come from the server's received count over the measured interval; bits are \
-            UDP payload bits. A datagram the kernel refused counts as sent and lost.
+            With --json the result is one JSON object on stdout, keys in this order:
+              udp      mode size duration_s sent received lost reordered duplicates
+                       packets_per_second bits_per_second
+              tcp      mode streams duration_s bytes bits_per_second
+              latency  mode size duration_s samples lost min_us mean_us p50_us
+                       p90_us p99_us p999_us max_us
+            mode is a string, counts are integers, the rest numbers. udp rates come \
+            from the server's received count over the measured interval (duration_s); \
+            bits are UDP payload bits; a datagram the kernel refused counts as sent and \
+            lost. tcp counts the bytes the server read in the measured interval.
             """
     )
 
