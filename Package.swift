@@ -69,7 +69,7 @@ let package = Package(
         .testTarget(name: "WeftEtcdTests", dependencies: ["WeftCore", "WeftEtcd", "WeftRegistry"]),
         .testTarget(name: "WeftCaptureTests", dependencies: ["WeftCapture", "WeftCore", "WeftTestSupport"]),
         .testTarget(name: "WeftIntegrationTests", dependencies: ["WeftCore", "WeftLinux", "WeftRegistry", "WeftCapture", "WeftTestSupport"]),
-        .testTarget(name: "WeftBenchTests", dependencies: ["WeftBench", "WeftLinux", "WeftCore"]),
+        .testTarget(name: "WeftBenchTests", dependencies: ["WeftBench", "WeftLinux", "WeftCore", "WeftTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

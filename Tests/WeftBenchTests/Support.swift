@@ -4,6 +4,7 @@ import Synchronization
 import Testing
 import WeftBench
 import WeftCore
+import WeftTestSupport
 
 let loopback = IPv4Address(127, 0, 0, 1)
 
@@ -109,108 +110,29 @@ enum WeftBinary {
     static var exists: Bool { access(path, X_OK) == 0 }
 }
 
-struct CommandResult: CustomStringConvertible {
-    var status: Int32
-    /// Killed by the timeout.
-    var timedOut: Bool
-    var output: String
-    var errorOutput: String
-    var description: String { "exit \(status)\(timedOut ? " (timed out)" : "")\nstdout: \(output)\nstderr: \(errorOutput)" }
-}
-
-/// A child process started with posix_spawn (not Foundation's Process, whose waitUntilExit can
-/// hang after terminate()), stdout and stderr in files, stdin /dev/null, signals at their
-/// defaults and unblocked whatever the spawning thread had.
-final class Child: @unchecked Sendable {
-    let pid: pid_t
-    let directory: String
-    private var reaped: CommandResult?
-
-    init(_ arguments: [String]) throws {
-        directory = NSTemporaryDirectory() + "weft-bench-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, directory + "/out", O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        posix_spawn_file_actions_addopen(&actions, 2, directory + "/err", O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        var defaults = sigset_t()
-        sigemptyset(&defaults)
-        for signal in [SIGINT, SIGTERM, SIGPIPE, SIGHUP] { sigaddset(&defaults, signal) }
-        var empty = sigset_t()
-        sigemptyset(&empty)
-        posix_spawnattr_setsigdefault(&attributes, &defaults)
-        posix_spawnattr_setsigmask(&attributes, &empty)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
-        let argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
-        defer { argv.forEach { free($0) } }
-        var pid: pid_t = 0
-        let rc = posix_spawn(&pid, arguments[0], &actions, &attributes, argv, environ)
-        guard rc == 0 else { throw POSIXError(POSIXErrorCode(rawValue: rc) ?? .EINVAL) }
-        self.pid = pid
-    }
-
-    deinit {
-        if reaped == nil { _ = wait(seconds: 0) }
-        try? FileManager.default.removeItem(atPath: directory)
-    }
-
-    var errorOutput: String { (try? String(contentsOfFile: directory + "/err", encoding: .utf8)) ?? "" }
-    var output: String { (try? String(contentsOfFile: directory + "/out", encoding: .utf8)) ?? "" }
-
-    func signal(_ number: Int32) {
-        if reaped == nil { kill(pid, number) }
-    }
-
-    /// Waits up to `seconds` for the exit; then SIGKILLs it (and says so in `timedOut`).
-    func wait(seconds: Double) -> CommandResult {
-        if let reaped { return reaped }
-        let deadline = Date().addingTimeInterval(seconds)
-        var status: Int32 = 0
-        var timedOut = false
-        while waitpid(pid, &status, WNOHANG) == 0 {
-            if Date() >= deadline {
-                timedOut = true
-                kill(pid, SIGKILL)
-                _ = waitpid(pid, &status, 0)
-                break
-            }
-            usleep(10_000)
-        }
-        // WIFEXITED / WEXITSTATUS / WTERMSIG by hand: the macros do not import.
-        let code = (status & 0x7F) == 0 ? (status >> 8) & 0xFF : 128 + (status & 0x7F)
-        let result = CommandResult(status: code, timedOut: timedOut, output: output, errorOutput: errorOutput)
-        reaped = result
-        return result
-    }
-
-    /// Waits (bounded) until stderr contains `text`; returns stderr.
-    func waitForError(containing text: String, seconds: Double = 10) -> String? {
-        let deadline = Date().addingTimeInterval(seconds)
-        while Date() < deadline {
-            let errors = errorOutput
-            if errors.contains(text) { return errors }
-            usleep(10_000)
-        }
-        return nil
-    }
-}
-
-/// Runs the weft binary with `arguments` to the end (at most `timeout` seconds).
+/// Runs the weft binary with `arguments` to the end (at most `timeout` seconds; after that it
+/// is killed, which shows as a status of 128 or more).
 func weft(_ arguments: [String], timeout: Double = 20) throws -> CommandResult {
-    try Child([WeftBinary.path] + arguments).wait(seconds: timeout)
+    try run([WeftBinary.path] + arguments, timeout: timeout)
 }
 
 /// Starts `weft bench server --bind 127.0.0.1 --port 0 [extra]` and returns it with its port.
-func startServerProcess(_ extra: [String] = []) throws -> (Child, UInt16) {
-    let child = try Child([WeftBinary.path, "bench", "server", "--bind", "127.0.0.1", "--port", "0"] + extra)
-    let errors = try #require(child.waitForError(containing: "(TCP and UDP)"), "the server did not start: \(child.errorOutput)")
+func startServerProcess(_ extra: [String] = []) throws -> (Subprocess, UInt16) {
+    let child = try Subprocess([WeftBinary.path, "bench", "server", "--bind", "127.0.0.1", "--port", "0"] + extra)
+    let errors = try #require(waitForError(child, containing: "(TCP and UDP)"), "the server did not start: \(child.errorOutput)")
     let line = try #require(errors.split(separator: "\n").first { $0.contains("listening on 127.0.0.1:") })
     let portText = line.split(separator: ":").last?.split(separator: " ").first
     let port = try #require(portText.flatMap { UInt16($0) }, "no port in '\(line)'")
     return (child, port)
+}
+
+/// Waits (at most `seconds`) until `child`'s stderr contains `text`; returns stderr.
+func waitForError(_ child: Subprocess, containing text: String, seconds: Double = 10) -> String? {
+    let deadline = Date().addingTimeInterval(seconds)
+    while Date() < deadline {
+        let errors = child.errorOutput
+        if errors.contains(text) { return errors }
+        usleep(10_000)
+    }
+    return nil
 }
