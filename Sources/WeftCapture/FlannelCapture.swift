@@ -5,8 +5,12 @@ import WeftCore
 
 /// Counts by verdict over a capture.
 public struct Report: Sendable, Equatable, CustomStringConvertible {
+    /// Frames by verdict, indexed by `Verdict.allCases` order (no hashing per packet).
+    private var tally = [Int](repeating: 0, count: Verdict.allCases.count)
     /// Frames by verdict.
-    public var counts: [Verdict: Int] = [:]
+    public var counts: [Verdict: Int] {
+        Dictionary(uniqueKeysWithValues: Verdict.allCases.enumerated().map { ($0.element, tally[$0.offset]) })
+    }
     /// GSO/GRO super-frames among the valid frames, and the datagrams all valid frames stand for.
     public var superFrames = 0
     public var validDatagrams = 0
@@ -19,15 +23,15 @@ public struct Report: Sendable, Equatable, CustomStringConvertible {
         for frame in frames { add(frame.datagram) }
     }
 
-    public subscript(verdict: Verdict) -> Int { counts[verdict, default: 0] }
+    public subscript(verdict: Verdict) -> Int { tally[verdict.index] }
     /// Packets seen, of any verdict.
-    public var total: Int { counts.values.reduce(0, +) }
+    public var total: Int { tally.reduce(0, +) }
     /// Datagrams on the port that break the wire format.
-    public var violations: Int { counts.filter { $0.key.isViolation }.values.reduce(0, +) }
+    public var violations: Int { Verdict.allCases.filter(\.isViolation).reduce(0) { $0 + self[$1] } }
     public var isValid: Bool { violations == 0 }
 
     public mutating func add(_ datagram: FlannelDatagram) {
-        counts[datagram.verdict, default: 0] += 1
+        tally[datagram.verdict.index] += 1
         guard datagram.verdict == .valid else { return }
         validDatagrams += datagram.segments
         if datagram.segmentSize != nil { superFrames += 1 }

@@ -28,8 +28,20 @@ public enum Verdict: String, CaseIterable, Sendable, Comparable {
         }
     }
 
-    public static func < (lhs: Verdict, rhs: Verdict) -> Bool {
-        allCases.firstIndex(of: lhs)! < allCases.firstIndex(of: rhs)!
+    public static func < (lhs: Verdict, rhs: Verdict) -> Bool { lhs.index < rhs.index }
+
+    /// The position in `allCases`.
+    var index: Int {
+        switch self {
+        case .valid: 0
+        case .portMismatch: 1
+        case .notIPv4Payload: 2
+        case .badInnerChecksum: 3
+        case .lengthMismatch: 4
+        case .truncated: 5
+        case .notUDP: 6
+        case .otherPort: 7
+        }
     }
 }
 

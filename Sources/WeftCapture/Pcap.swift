@@ -164,7 +164,7 @@ public struct CaptureStatistics: Sendable, Equatable {
     public var interfaceDropped: Int
 }
 
-/// A live capture: `pcap_create`, snap length, promiscuous off, immediate mode, non-blocking,
+/// A live capture: `pcap_create`, snap length, promiscuous off, 100 ms blocks, non-blocking,
 /// activate, then a kernel BPF filter. Needs root or CAP_NET_RAW.
 public final class LiveCapture: @unchecked Sendable {
     private var handle: OpaquePointer?
@@ -199,7 +199,11 @@ public final class LiveCapture: @unchecked Sendable {
         }
         pcap_set_snaplen(handle, snapLength)
         pcap_set_promisc(handle, 0)
-        pcap_set_immediate_mode(handle, 1)
+        // Not immediate mode: the kernel hands over blocks of packets, at the latest every 100 ms,
+        // instead of waking us for every packet, which cost a busy forwarder a quarter of its
+        // throughput on two cores. A 16 MiB ring rides out the gaps.
+        pcap_set_timeout(handle, 100)
+        pcap_set_buffer_size(handle, 16 << 20)
         let status = pcap_activate(handle)
         if status < 0 {
             var message = String(cString: pcap_geterr(handle))
@@ -220,8 +224,9 @@ public final class LiveCapture: @unchecked Sendable {
             pcap_close(handle)
             throw PcapError("filter '\(filter)': \(message)")
         }
-        // libpcap's own read timeout never fires in immediate mode on an idle interface (seen with
-        // Debian's 1.10), so reads are non-blocking and `run` waits in poll(2) with its own timeout.
+        // libpcap's own read timeout does not always return to the caller on an idle interface
+        // (seen with Debian's 1.10 in immediate mode), so reads are non-blocking and `run` waits
+        // in poll(2) with its own timeout.
         guard pcap_setnonblock(handle, 1, &errors) == 0, pcap_get_selectable_fd(handle) >= 0 else {
             pcap_close(handle)
             throw PcapError("capture on \(interface): \(errorText(errors))")
