@@ -53,10 +53,14 @@ let package = Package(
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ]
         ),
+        // The namespace lab (`weft lab`): topology plan, bounded command runner, lab set-up and
+        // teardown, and the compare matrix with its table, JSON and SVG. Shells out to `ip`;
+        // never used by the forwarder.
+        .target(name: "WeftLab"),
         .executableTarget(
             name: "weft",
             dependencies: [
-                "WeftCore", "WeftLinux", "WeftDataPath", "WeftRegistry", "WeftEtcd", "WeftCapture", "WeftBench",
+                "WeftCore", "WeftLinux", "WeftDataPath", "WeftRegistry", "WeftEtcd", "WeftCapture", "WeftBench", "WeftLab",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -70,6 +74,7 @@ let package = Package(
         .testTarget(name: "WeftCaptureTests", dependencies: ["WeftCapture", "WeftCore", "WeftTestSupport"]),
         .testTarget(name: "WeftIntegrationTests", dependencies: ["WeftCore", "WeftLinux", "WeftRegistry", "WeftCapture", "WeftTestSupport"]),
         .testTarget(name: "WeftBenchTests", dependencies: ["WeftBench", "WeftLinux", "WeftCore", "WeftTestSupport"]),
+        .testTarget(name: "WeftLabTests", dependencies: ["WeftLab"]),
     ],
     swiftLanguageModes: [.v6]
 )

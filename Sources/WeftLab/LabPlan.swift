@@ -1,0 +1,252 @@
+/// How the lab's nodes carry pod traffic between them.
+public enum LabMode: String, CaseIterable, Sendable, Codable, CustomStringConvertible {
+    /// Weft: `weft run` in every node, flannel's udp backend (TUN flannel0, UDP 8285).
+    case weft
+    /// The kernel's VXLAN as flannel's vxlan backend sets it up (flannel.1, VNI 1, UDP 8472).
+    case vxlan
+    /// Plain routing between the nodes, no tunnel: the physical limit of the lab.
+    case route
+
+    public var description: String { rawValue }
+
+    /// Bytes each packet's tunnel adds: flannel's `encapOverhead` of the udp backend (IPv4 20 +
+    /// UDP 8) and of the vxlan backend (IPv4 20 + UDP 8 + VXLAN 8 + Ethernet 14).
+    public var encapsulationOverhead: Int {
+        switch self {
+        case .weft: 28
+        case .vxlan: 50
+        case .route: 0
+        }
+    }
+
+    /// The tunnel MTU, which flannel also gives the pods (subnet.env's FLANNEL_MTU).
+    public func podMTU(underlayMTU: Int) -> Int { underlayMTU - encapsulationOverhead }
+}
+
+/// One node of the lab and its pod: node i (1-based) is letter A, B, … with underlay address
+/// 198.18.0.i and pod subnet 10.244.i.0/24.
+public struct LabNode: Sendable, Equatable {
+    public let index: Int
+
+    public init(index: Int) { self.index = index }
+
+    public var letter: String { String(UnicodeScalar(UInt8(64 + index))) }
+    /// Namespace suffixes: `P-nodeA`, `P-podA`.
+    public var nodeName: String { "node" + letter }
+    public var podName: String { "pod" + letter }
+    public var underlayAddress: String { "198.18.0.\(index)" }
+    public var subnet: String { "10.244.\(index).0/24" }
+    /// `pod0` in the node, the pod's gateway.
+    public var gateway: String { "10.244.\(index).1" }
+    /// `eth0` in the pod.
+    public var podAddress: String { "10.244.\(index).2" }
+    /// The address flannel's vxlan backend puts on flannel.1 as a /32 (the subnet's network
+    /// address), and the next hop other nodes route this subnet through.
+    public var vtepAddress: String { "10.244.\(index).0" }
+    /// flannel.1's MAC. flanneld picks a random one and publishes it in its lease; the lab fixes
+    /// it (locally administered, ending in the underlay address) so every node knows it up front.
+    public var vtepMAC: String {
+        let hex = String(index, radix: 16)
+        return "02:00:c6:12:00:" + (hex.count == 1 ? "0" + hex : hex)
+    }
+}
+
+/// A command the lab runs to build itself, with a word on what it is for.
+public struct LabStep: Sendable, Equatable, CustomStringConvertible {
+    public let arguments: [String]
+    public init(_ arguments: [String]) { self.arguments = arguments }
+    public var description: String { arguments.joined(separator: " ") }
+}
+
+/// The whole lab as data: namespaces, links, addresses, routes, and the commands that build it.
+/// The same topology, names and addresses as `tools/lab`; nothing is created outside the
+/// namespaces `P-*` (links are made directly inside them with `ip -n`).
+///
+/// Default (2 nodes, no bridge): `P-podA — P-nodeA ═ul0═ P-nodeB — P-podB`. With 3+ nodes or
+/// `bridge`, every node's `ul0` is a port of bridge `br0` in `P-ul`.
+public struct LabPlan: Sendable, Equatable {
+    public static let maxNodes = 8
+    public static let underlayMTU = 1500
+    public static let network = "10.244.0.0/16"
+    public static let underlayPrefixLength = 24
+
+    public let prefix: String
+    public let mode: LabMode
+    public let nodes: [LabNode]
+    public let bridged: Bool
+    public let podMTU: Int
+
+    /// Checks the prefix, the node count and the pod MTU; the pod MTU defaults to the mode's
+    /// tunnel MTU.
+    public init(prefix: String, mode: LabMode, nodeCount: Int = 2, bridge: Bool = false, podMTU: Int? = nil) throws(LabError) {
+        try Self.check(prefix: prefix)
+        guard (2...Self.maxNodes).contains(nodeCount) else {
+            throw LabError("--nodes must be 2 to \(Self.maxNodes), not \(nodeCount)")
+        }
+        let mtu = podMTU ?? mode.podMTU(underlayMTU: Self.underlayMTU)
+        guard (576...9000).contains(mtu) else { throw LabError("--pod-mtu must be 576 to 9000, not \(mtu)") }
+        self.prefix = prefix
+        self.mode = mode
+        self.nodes = (1...nodeCount).map(LabNode.init(index:))
+        self.bridged = bridge || nodeCount >= 3
+        self.podMTU = mtu
+    }
+
+    /// [a-z0-9-], starting with a letter or digit, at most 24 characters: short enough for
+    /// readable names, safe as a file name and as part of a namespace name.
+    public static func check(prefix: String) throws(LabError) {
+        let allowed = prefix.utf8.allSatisfy { ($0 >= 97 && $0 <= 122) || ($0 >= 48 && $0 <= 57) || $0 == 45 }
+        guard (1...24).contains(prefix.utf8.count), allowed, prefix.first != "-" else {
+            throw LabError("invalid prefix '\(prefix)': use a-z, 0-9 and '-', 1 to 24 characters, not starting with '-'")
+        }
+    }
+
+    public func namespace(_ name: String) -> String { "\(prefix)-\(name)" }
+
+    /// The last node's pod: where traffic goes (weft bench server).
+    public var lastNode: LabNode { nodes[nodes.count - 1] }
+
+    /// Every namespace suffix in creation order: `ul` first when bridged, then pod and node of
+    /// each node.
+    public var names: [String] {
+        (bridged ? ["ul"] : []) + nodes.flatMap { [$0.podName, $0.nodeName] }
+    }
+
+    /// Namespace suffixes in the order `status` shows them: the line of the two-node lab, then
+    /// further nodes.
+    public static let displayOrder: [String] = {
+        var order = ["podA", "nodeA", "ul", "nodeB", "podB"]
+        for index in 3...maxNodes {
+            let node = LabNode(index: index)
+            order += [node.nodeName, node.podName]
+        }
+        return order
+    }()
+
+    /// Node names `exec` accepts.
+    public static func isNodeName(_ name: String) -> Bool { displayOrder.contains(name) }
+
+    /// The commands that build the lab, in order. Each one names a lab namespace (`ip netns add
+    /// P-x`, `ip -n P-x …`, `bridge -n P-x …`, `ip netns exec P-x sysctl …`).
+    public var steps: [LabStep] {
+        var steps: [LabStep] = []
+        func ip(_ name: String, _ arguments: String...) { steps.append(LabStep(["ip", "-n", namespace(name)] + arguments)) }
+        func sysctl(_ name: String, _ settings: [String]) {
+            steps.append(LabStep(["ip", "netns", "exec", namespace(name), "sysctl", "-qw"] + settings))
+        }
+
+        for name in names {
+            steps.append(LabStep(["ip", "netns", "add", namespace(name)]))
+            sysctl(name, ["net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"])
+            ip(name, "link", "set", "lo", "up")
+        }
+        // Before any link exists in a node, so that every later interface (flannel0,
+        // flannel.1) inherits rp_filter=0 from `default`.
+        for node in nodes {
+            sysctl(node.nodeName, ["net.ipv4.ip_forward=1", "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0"])
+        }
+
+        let mtu = String(Self.underlayMTU)
+        if bridged {
+            ip("ul", "link", "add", "br0", "mtu", mtu, "type", "bridge", "stp_state", "0", "forward_delay", "0")
+            ip("ul", "link", "set", "br0", "up")
+            for node in nodes {
+                ip(node.nodeName, "link", "add", "ul0", "mtu", mtu, "type", "veth", "peer", "name", node.nodeName, "mtu", mtu, "netns", namespace("ul"))
+                ip("ul", "link", "set", node.nodeName, "master", "br0")
+                ip("ul", "link", "set", node.nodeName, "up")
+            }
+        } else {
+            ip(nodes[0].nodeName, "link", "add", "ul0", "mtu", mtu, "type", "veth", "peer", "name", "ul0", "mtu", mtu, "netns", namespace(nodes[1].nodeName))
+        }
+        let podMTU = String(podMTU)
+        for node in nodes {
+            ip(node.nodeName, "link", "add", "pod0", "mtu", podMTU, "type", "veth", "peer", "name", "eth0", "mtu", podMTU, "netns", namespace(node.podName))
+        }
+        for node in nodes {
+            sysctl(node.nodeName, ["net.ipv4.conf.ul0.rp_filter=0", "net.ipv4.conf.pod0.rp_filter=0", "net.ipv4.conf.lo.rp_filter=0"])
+            ip(node.nodeName, "addr", "add", "\(node.underlayAddress)/\(Self.underlayPrefixLength)", "dev", "ul0")
+            ip(node.nodeName, "addr", "add", "\(node.gateway)/24", "dev", "pod0")
+            ip(node.nodeName, "link", "set", "ul0", "up")
+            ip(node.nodeName, "link", "set", "pod0", "up")
+            ip(node.podName, "addr", "add", "\(node.podAddress)/24", "dev", "eth0")
+            ip(node.podName, "link", "set", "eth0", "up")
+            ip(node.podName, "route", "add", "default", "via", node.gateway, "dev", "eth0")
+        }
+
+        switch mode {
+        case .route:
+            for node in nodes {
+                for peer in nodes where peer != node {
+                    ip(node.nodeName, "route", "add", peer.subnet, "via", peer.underlayAddress, "dev", "ul0")
+                }
+            }
+        case .vxlan:
+            // flannel's vxlan backend (pkg/backend/vxlan): flannel.1 with VNI 1, the underlay
+            // address and device, port 8472, no learning, MTU = underlay MTU − 50; the subnet's
+            // network address as a /32; per peer a permanent neighbour for the peer's VTEP
+            // address, an fdb entry sending that MAC to the peer's underlay address, and the
+            // route `<subnet> via <vtep> dev flannel.1 onlink` (added last, as flannel does).
+            let vxlanMTU = String(LabMode.vxlan.podMTU(underlayMTU: Self.underlayMTU))
+            for node in nodes {
+                ip(node.nodeName, "link", "add", "flannel.1", "address", node.vtepMAC, "mtu", vxlanMTU, "type", "vxlan",
+                   "id", "1", "local", node.underlayAddress, "dev", "ul0", "dstport", "8472", "nolearning")
+                ip(node.nodeName, "addr", "add", "\(node.vtepAddress)/32", "dev", "flannel.1")
+                ip(node.nodeName, "link", "set", "flannel.1", "up")
+                for peer in nodes where peer != node {
+                    ip(node.nodeName, "neigh", "replace", peer.vtepAddress, "lladdr", peer.vtepMAC, "dev", "flannel.1", "nud", "permanent")
+                    steps.append(LabStep(["bridge", "-n", namespace(node.nodeName), "fdb", "append", peer.vtepMAC,
+                                          "dev", "flannel.1", "dst", peer.underlayAddress, "self", "permanent"]))
+                    ip(node.nodeName, "route", "replace", peer.subnet, "via", peer.vtepAddress, "dev", "flannel.1", "onlink")
+                }
+            }
+        case .weft:
+            break  // `weft run` in every node creates flannel0 and the overlay route itself.
+        }
+        return steps
+    }
+
+    /// subnet.env for node `node` before its `weft run` starts: the pods are wired for
+    /// 10.244.i.0/24, so the node names it as its previous subnet, which a node takes again when
+    /// it is free (flanneld's restart rule).
+    public func subnetEnvironment(for node: LabNode) -> String {
+        "FLANNEL_NETWORK=\(Self.network)\nFLANNEL_SUBNET=\(node.gateway)/24\nFLANNEL_MTU=\(LabMode.weft.podMTU(underlayMTU: Self.underlayMTU))\nFLANNEL_IPMASQ=false\n"
+    }
+
+    /// `weft run` for a node: the file registry shared by the nodes in `stateDirectory`, no
+    /// --subnet, no --peer.
+    public func weftRunArguments(weft: String, node: LabNode, stateDirectory: String) -> [String] {
+        ["ip", "netns", "exec", namespace(node.nodeName), weft, "run", "--iface", "ul0", "--network", Self.network,
+         "--subnet-dir", "\(stateDirectory)/registry", "--subnet-file", "\(stateDirectory)/subnet-\(node.nodeName).env"]
+    }
+
+    /// A few lines that describe the lab, printed by `up`.
+    public var summary: String {
+        var lines = ["lab: up prefix=\(prefix) mode=\(mode) nodes=\(nodes.count) pod-mtu=\(podMTU)" + (bridged ? " underlay=bridge" : "")]
+        if bridged {
+            lines.append("  \(namespace("ul"))  br0, ports: " + nodes.map(\.nodeName).joined(separator: " "))
+        }
+        for node in nodes {
+            var line = "  \(namespace(node.nodeName))  ul0 \(node.underlayAddress)/24  pod0 \(node.gateway)/24"
+            switch mode {
+            case .route: line += "  routes to the other pods via their node"
+            case .vxlan: line += "  flannel.1 \(node.vtepAddress)/32 mtu \(LabMode.vxlan.podMTU(underlayMTU: Self.underlayMTU))"
+            case .weft: line += "  weft run (flannel0)"
+            }
+            lines.append(line)
+            lines.append("  \(namespace(node.podName))  eth0 \(node.podAddress)/24 gw \(node.gateway) mtu \(podMTU)")
+        }
+        return lines.joined(separator: "\n")
+    }
+}
+
+/// A lab failure: one line for the user.
+public struct LabError: Error, CustomStringConvertible, Equatable {
+    public let description: String
+    /// Set when a signal (SIGINT, SIGTERM, SIGHUP) stopped the work.
+    public let signal: Int32?
+
+    public init(_ description: String, signal: Int32? = nil) {
+        self.description = description
+        self.signal = signal
+    }
+}
