@@ -15,7 +15,7 @@ struct Weft: ParsableCommand {
             of dropping silently.
             """,
         version: "0.1.0",
-        subcommands: [RunCommand.self, CaptureCommand.self, BenchCommand.self],
+        subcommands: [RunCommand.self, CaptureCommand.self, BenchCommand.self, LabCommand.self],
         defaultSubcommand: nil
     )
 

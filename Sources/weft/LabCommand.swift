@@ -1,0 +1,169 @@
+import ArgumentParser
+import Glibc
+import WeftLab
+
+/// `weft lab`: the namespace lab of performance.md Part 3, and the compare matrix.
+struct LabCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "lab",
+        abstract: "Build a network-namespace lab of N nodes and compare Weft with kernel VXLAN and plain routing.",
+        discussion: """
+            Everything lives in network namespaces named P-* that the command creates and always \
+            deletes (also on an error, Ctrl-C or SIGTERM); nothing is added to this machine's own \
+            network. Requires root (and /dev/net/tun for weft mode).
+
+            Topology (the same as tools/lab): node i (A, B, ...) has ul0 198.18.0.i/24 on the \
+            underlay (a veth pair for 2 nodes; bridge br0 in P-ul for 3 or more, or --bridge) and \
+            pod0 10.244.i.1/24; its pod has eth0 10.244.i.2/24 with gateway 10.244.i.1.
+
+            Modes:
+              weft   weft run in every node, leasing from a file registry shared in the lab's \
+            state directory (--network 10.244.0.0/16, no --peer); pod MTU 1472
+              vxlan  kernel VXLAN as flannel's vxlan backend sets it up: flannel.1, VNI 1, UDP \
+            8472, nolearning, MTU 1500 - 50, per-peer route, neighbour and fdb entry; pod MTU 1450
+              route  plain routing between the nodes, the physical limit; pod MTU 1500
+            """,
+        subcommands: [LabUp.self, LabDown.self, LabExec.self, LabStatus.self]
+    )
+}
+
+struct LabPrefixOption: ParsableArguments {
+    @Option(help: ArgumentHelp("Namespace prefix: the lab's namespaces are <prefix>-podA, <prefix>-nodeA, ...", valueName: "prefix"))
+    var prefix = "wl"
+
+    func validate() throws {
+        do { try LabPlan.check(prefix: prefix) } catch { throw ValidationError(error.description) }
+    }
+}
+
+extension LabMode: ExpressibleByArgument {}
+
+struct LabUp: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "up",
+        abstract: "Build the lab and, in weft mode, start weft run in every node.",
+        discussion: """
+            Refuses if namespaces P-* exist. In weft mode the forwarders run detached, with their \
+            logs, subnet.env files and registry in /run/weft-lab/P/; up returns once every pod \
+            answers a ping from every other pod. A failure or Ctrl-C half-way removes what it \
+            created.
+            """
+    )
+
+    @OptionGroup var lab: LabPrefixOption
+
+    @Option(help: "weft, vxlan or route.")
+    var mode: LabMode = .weft
+
+    @Option(help: "Number of nodes, 2 to 8; 3 or more are joined by a bridge.")
+    var nodes = 2
+
+    @Flag(help: "Join the nodes by a bridge in P-ul even with 2 nodes.")
+    var bridge = false
+
+    @Option(help: ArgumentHelp("MTU of the pods' links. Default: the mode's tunnel MTU (weft 1472, vxlan 1450, route 1500).", valueName: "bytes"))
+    var podMTU: Int?
+
+    func validate() throws {
+        _ = try plan()
+    }
+
+    func run() throws {
+        let plan = try plan()
+        try runLab {
+            _ = try Lab.up(plan, weftBinary: Lab.currentExecutable(), log: printError)
+            printLine(plan.summary)
+        }
+    }
+
+    private func plan() throws -> LabPlan {
+        do { return try LabPlan(prefix: lab.prefix, mode: mode, nodeCount: nodes, bridge: bridge, podMTU: podMTU) } catch {
+            throw ValidationError(error.description)
+        }
+    }
+}
+
+struct LabDown: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "down",
+        abstract: "Kill every process in the lab's namespaces, delete them and the lab's state; never fails if absent."
+    )
+
+    @OptionGroup var lab: LabPrefixOption
+
+    func run() throws {
+        guard geteuid() == 0 else { throw RunError("must be run as root (it deletes network namespaces)") }
+        LabSignals.install()  // finish the teardown even on Ctrl-C
+        let removed = Lab.down(prefix: lab.prefix)
+        printLine("lab: down prefix=\(lab.prefix) (\(removed.count) namespaces removed)")
+    }
+}
+
+struct LabExec: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "exec",
+        abstract: "Run a command in one of the lab's namespaces; the exit status is the command's.",
+        discussion: "Example: weft lab exec podA -- ping -c 3 10.244.2.2"
+    )
+
+    @OptionGroup var lab: LabPrefixOption
+
+    @Argument(help: ArgumentHelp("podA..podH, nodeA..nodeH or ul.", valueName: "node"))
+    var node: String
+
+    @Argument(parsing: .postTerminator, help: ArgumentHelp("The command, after --.", valueName: "command"))
+    var command: [String] = []
+
+    func validate() throws {
+        guard LabPlan.isNodeName(node) else { throw ValidationError("unknown node '\(node)' (podA..podH, nodeA..nodeH, ul)") }
+        guard !command.isEmpty else { throw ValidationError("exec needs a command after --") }
+    }
+
+    func run() throws {
+        let namespace = "\(lab.prefix)-\(node)"
+        guard Namespaces.exists(namespace) else { throw RunError("namespace \(namespace) does not exist") }
+        let arguments = ["ip", "netns", "exec", namespace] + command
+        var argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) }
+        argv.append(nil)
+        execvp("ip", argv)
+        throw RunError("cannot run ip: \(String(cString: strerror(errno)))")
+    }
+}
+
+struct LabStatus: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "status",
+        abstract: "Show the lab's namespaces, links, addresses, routes and processes."
+    )
+
+    @OptionGroup var lab: LabPrefixOption
+
+    func run() throws {
+        try runLab { printLine(try Lab.status(prefix: lab.prefix)) }
+    }
+}
+
+/// Runs lab work with Ctrl-C/SIGTERM turned into a clean stop: a failure is one line and exit
+/// 1, a signal one line and exit 128 + signal, after the work removed what it built.
+func runLab(_ body: () throws -> Void) throws {
+    LabSignals.install()
+    do {
+        try body()
+    } catch let error as LabError {
+        if let signal = error.signal {
+            printError("weft: lab: \(error); everything it created was removed")
+            exit(128 + signal)
+        }
+        throw RunError("lab: \(error)")
+    }
+}
+
+private func printLine(_ text: String) {
+    var line = text + "\n"
+    line.withUTF8 { _ = Glibc.write(1, $0.baseAddress, $0.count) }
+}
+
+private func printError(_ text: String) {
+    var line = text + "\n"
+    line.withUTF8 { _ = Glibc.write(2, $0.baseAddress, $0.count) }
+}
