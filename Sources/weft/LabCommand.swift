@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import Glibc
 import WeftLab
 
@@ -23,7 +24,7 @@ struct LabCommand: ParsableCommand {
             8472, nolearning, MTU 1500 - 50, per-peer route, neighbour and fdb entry; pod MTU 1450
               route  plain routing between the nodes, the physical limit; pod MTU 1500
             """,
-        subcommands: [LabUp.self, LabDown.self, LabExec.self, LabStatus.self]
+        subcommands: [LabUp.self, LabDown.self, LabExec.self, LabStatus.self, LabCompare.self]
     )
 }
 
@@ -141,6 +142,98 @@ struct LabStatus: ParsableCommand {
     func run() throws {
         try runLab { printLine(try Lab.status(prefix: lab.prefix)) }
     }
+}
+
+struct LabCompare: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "compare",
+        abstract: "Measure weft against kernel VXLAN and plain routing, each in its own lab, in one run.",
+        discussion: """
+            Builds one lab per mode at once (prefixes <prefix>-weft, <prefix>-vxlan, \
+            <prefix>-route), starts weft bench server in the last pod of each, then runs weft bench \
+            client from pod A for every cell: tcp1 and tcp4 (TCP, 1 and 4 streams), udp64 and \
+            udp1400 (UDP packet rate at 64 and 1400 bytes) and latency (64-byte round trips). For \
+            each round and each cell every mode runs once, the modes in rotating order, so that \
+            drifting noise spreads over all of them.
+
+            Prints a table of absolute figures (medians over the rounds), their ratios to route \
+            and to vxlan, and for weft mode the forwarders' CPU seconds (user + system of both \
+            nodes' weft processes, from /proc/PID/stat, over each measurement) per GB of payload \
+            delivered. Writes every run and the medians as JSON (--json) and grouped bars of the \
+            ratio to route per cell and mode as SVG (--chart). Only ratios from one run are \
+            comparable on a shared machine. Every lab is removed on exit, on an error and on \
+            Ctrl-C or SIGTERM.
+            """
+    )
+
+    @Option(help: ArgumentHelp("Namespace prefix of the labs. Default: wlc<pid>.", valueName: "prefix"))
+    var prefix: String?
+
+    @Option(help: "Nodes per lab, 2 to 8 (traffic goes from pod A to the last pod).")
+    var nodes = 2
+
+    @Option(help: ArgumentHelp("Seconds each cell measures, per mode and round.", valueName: "seconds"))
+    var duration: Double = 10
+
+    @Option(help: ArgumentHelp("Seconds of traffic before each measurement. Default: 1, or a quarter of --duration when that is shorter than 4 s.", valueName: "seconds"))
+    var warmup: Double?
+
+    @Option(help: "How many times to run the whole matrix; the table shows medians.")
+    var rounds = 1
+
+    @Option(help: ArgumentHelp("Modes to compare, comma-separated.", valueName: "list"))
+    var modes = "weft,vxlan,route"
+
+    @Option(help: ArgumentHelp("Cells to run, comma-separated: tcp1, tcp4, udp64, udp1400, latency.", valueName: "list"))
+    var cells = CompareCell.allCases.map(\.rawValue).joined(separator: ",")
+
+    @Option(help: ArgumentHelp("Where to write the results as JSON.", valueName: "file"))
+    var json = "lab-compare.json"
+
+    @Option(help: ArgumentHelp("Where to write the SVG chart.", valueName: "file"))
+    var chart = "lab-compare.svg"
+
+    func validate() throws {
+        _ = try options()
+    }
+
+    func run() throws {
+        let options = try options()
+        try runLab {
+            let report = try Compare.run(options, log: printError)
+            printLine(report.table)
+            do {
+                try report.json.write(toFile: json, atomically: true, encoding: .utf8)
+                try report.svg.write(toFile: chart, atomically: true, encoding: .utf8)
+            } catch {
+                throw RunError("lab: cannot write the results: \(error)")
+            }
+            printError("lab: wrote \(json) and \(chart)")
+        }
+    }
+
+    private func options() throws -> CompareOptions {
+        let modeList: [LabMode], cellList: [CompareCell]
+        do {
+            modeList = try LabMode.parseList(modes)
+            cellList = try CompareCell.parseList(cells)
+        } catch {
+            throw ValidationError(error.description)
+        }
+        let options = CompareOptions(
+            prefix: prefix ?? "wlc\(getpid())", nodes: nodes, durationSeconds: duration,
+            warmupSeconds: warmup ?? min(1, duration / 4), rounds: rounds, modes: modeList, cells: cellList,
+            command: (["weft"] + CommandLine.arguments.dropFirst()).map(shellQuoted).joined(separator: " "),
+            weftBinary: Lab.currentExecutable())
+        do { _ = try options.plans() } catch { throw ValidationError(error.description) }
+        return options
+    }
+}
+
+/// A word as a shell would need it: quoted only when it holds more than safe characters.
+private func shellQuoted(_ word: String) -> String {
+    let safe = word.unicodeScalars.allSatisfy { CharacterSet.alphanumerics.contains($0) || "-_./=,:@%+".unicodeScalars.contains($0) }
+    return safe && !word.isEmpty ? word : "'" + word.replacingOccurrences(of: "'", with: "'\\''") + "'"
 }
 
 /// Runs lab work with Ctrl-C/SIGTERM turned into a clean stop: a failure is one line and exit
