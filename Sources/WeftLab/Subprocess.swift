@@ -1,3 +1,4 @@
+import Foundation
 import Glibc
 import Synchronization
 
@@ -10,9 +11,15 @@ private let pendingSignal = Atomic<Int32>(0)
 /// the terminal reaches only `weft lab`, which then ends them itself.
 public enum LabSignals {
     public static func install() {
+        var handled = sigset_t()
+        sigemptyset(&handled)
         for number in [SIGINT, SIGTERM, SIGHUP] {
             signal(number) { pendingSignal.store($0, ordering: .relaxed) }
+            sigaddset(&handled, number)
         }
+        // A parent may have started us with these blocked (a test runner's Process does):
+        // they would then never arrive.
+        sigprocmask(SIG_UNBLOCK, &handled, nil)
     }
 
     /// The signal received, if any.
@@ -240,6 +247,8 @@ public enum Subprocess {
             posix_spawn_file_actions_adddup2(&actions, 1, 2)
         }
 
+        closeInheritedDescriptors(&actions)
+
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }
@@ -268,6 +277,26 @@ public enum Subprocess {
             throw LabError("cannot run \(arguments[0]): \(String(cString: strerror(result)))")
         }
         return ChildProcess(pid: pid, arguments: arguments)
+    }
+}
+
+/// glibc's posix_spawn_file_actions_addclosefrom_np (2.34+), hidden from Swift behind
+/// _GNU_SOURCE, looked up once.
+private let addCloseFrom: (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32)? = {
+    guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "posix_spawn_file_actions_addclosefrom_np") else { return nil }
+    return unsafeBitCast(symbol, to: (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32).self)
+}()
+
+/// A child gets stdin, stdout and stderr and nothing else. Above all a detached forwarder must
+/// not keep a descriptor of whoever started `weft lab up`: Foundation's Process learns that its
+/// child ended when a socket it handed down is closed, and would wait as long as the forwarder
+/// runs. Done in the child, so this process's own descriptors stay as they are.
+private func closeInheritedDescriptors(_ actions: inout posix_spawn_file_actions_t) {
+    if let addCloseFrom, addCloseFrom(&actions, 3) == 0 { return }
+    let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []
+    for fd in entries.compactMap(Int32.init) where fd > 2 {
+        let flags = fcntl(fd, F_GETFD)
+        if flags >= 0 && flags & FD_CLOEXEC == 0 { posix_spawn_file_actions_addclose(&actions, fd) }
     }
 }
 

@@ -36,6 +36,18 @@ struct SubprocessTests {
         #expect(calls >= 3)
     }
 
+    @Test("a child inherits stdin, stdout and stderr only, not this process's other descriptors")
+    func noInheritedDescriptors() throws {
+        let fd = open("/dev/null", O_RDONLY)
+        let high = dup2(fd, 211)
+        close(fd)
+        defer { close(high) }
+        #expect(high == 211)
+        let result = try Subprocess.run(["ls", "/proc/self/fd"], timeout: 10)
+        #expect(result.succeeded)
+        #expect(!result.output.split(separator: "\n").contains("211"), "\(result.output)")
+    }
+
     @Test("a missing program is one clear error")
     func missing() {
         #expect(throws: LabError.self) { try Subprocess.run(["weft-no-such-program"], timeout: 5) }
