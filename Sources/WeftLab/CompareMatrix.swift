@@ -112,8 +112,10 @@ public struct BenchFigures: Sendable, Equatable {
             throw LabError("weft bench reported mode '\(object["mode"] ?? "none")', expected '\(cell.benchMode)'")
         }
         var fields: [String: Double] = [:]
+        // bench's contract has numbers and the mode string only. (No `is Bool` test: on Linux an
+        // NSNumber holding 0 or 1 passes it, and would drop "lost": 0 or "streams": 1.)
         for (key, value) in object {
-            if let number = value as? NSNumber, !(value is Bool) { fields[key] = number.doubleValue }
+            if let number = value as? NSNumber { fields[key] = number.doubleValue }
         }
         func field(_ name: String) throws(LabError) -> Double {
             guard let value = fields[name], value.isFinite else { throw LabError("weft bench's \(mode) result has no number '\(name)'") }

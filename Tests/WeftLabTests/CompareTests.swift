@@ -25,6 +25,9 @@ struct CompareTests {
     func parse() throws {
         let tcp = try BenchFigures.parse(Self.tcp, cell: .tcp4)
         #expect(tcp.value == 1e10 && tcp.bytesMoved == 12.5e9)
+        #expect(tcp.fields == ["streams": 4, "duration_s": 10, "bytes": 12.5e9, "bits_per_second": 1e10])
+        let one = try BenchFigures.parse(#"{"mode":"tcp","streams":1,"duration_s":1.0,"bytes":0,"bits_per_second":1}"#, cell: .tcp1)
+        #expect(one.fields == ["streams": 1, "duration_s": 1, "bytes": 0, "bits_per_second": 1], "0 and 1 are numbers, not booleans")
         let udp = try BenchFigures.parse(Self.udp + "\n", cell: .udp64)
         #expect(udp.value == 90000 && udp.bytesMoved == 900000 * 64)
         #expect(udp.fields["lost"] == 100000)
