@@ -17,12 +17,11 @@ struct LabCommand: ParsableCommand {
             underlay (a veth pair for 2 nodes; bridge br0 in P-ul for 3 or more, or --bridge) and \
             pod0 10.244.i.1/24; its pod has eth0 10.244.i.2/24 with gateway 10.244.i.1.
 
-            Modes:
-              weft   weft run in every node, leasing from a file registry shared in the lab's \
-            state directory (--network 10.244.0.0/16, no --peer); pod MTU 1472
-              vxlan  kernel VXLAN as flannel's vxlan backend sets it up: flannel.1, VNI 1, UDP \
-            8472, nolearning, MTU 1500 - 50, per-peer route, neighbour and fdb entry; pod MTU 1450
-              route  plain routing between the nodes, the physical limit; pod MTU 1500
+            Modes (pod MTU = the tunnel MTU, as flannel sets it: 1472, 1450, 1500):
+              weft   weft run in every node, file registry in /run/weft-lab/P
+              vxlan  kernel VXLAN as flannel's vxlan backend: flannel.1, VNI 1,
+                     UDP 8472, nolearning, per-peer route, neighbour and fdb
+              route  plain routing between the nodes: the physical limit
             """,
         subcommands: [LabUp.self, LabDown.self, LabExec.self, LabStatus.self, LabCompare.self]
     )
