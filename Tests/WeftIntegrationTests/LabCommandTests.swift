@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import WeftTestSupport
 
 extension NamespaceTests {
 /// `weft lab`: labs built, used and removed by the command itself, in every mode; interrupted
@@ -79,9 +80,9 @@ struct LabCommandTests {
         defer { _ = try? weft(["lab", "down", "--prefix", prefix]) }
         let up = try BackgroundProcess([Environment.weftBinary, "lab", "up", "--prefix", prefix, "--mode", "weft", "--nodes", "8"])
         let deadline = Date().addingTimeInterval(20)
-        while try namespaces(prefix).count < 4 && up.process.isRunning && Date() < deadline { usleep(10_000) }
-        try #require(up.process.isRunning, "up still building when interrupted: \(up.wait(seconds: 1))")
-        kill(up.process.processIdentifier, SIGINT)
+        while try namespaces(prefix).count < 4 && up.isRunning && Date() < deadline { usleep(10_000) }
+        try #require(up.isRunning, "up still building when interrupted: \(up.wait(seconds: 1))")
+        up.signal(SIGINT)
         let result = up.wait(seconds: 30)
         #expect(result.status == 130, "\(result)")
         #expect(result.errorOutput.contains("interrupted by SIGINT"), "\(result.errorOutput)")
@@ -101,11 +102,11 @@ struct LabCommandTests {
         let compare = try BackgroundProcess([Environment.weftBinary, "lab", "compare", "--prefix", prefix, "--duration", "3",
                                              "--json", "\(directory)/c.json", "--chart", "\(directory)/c.svg"])
         let deadline = Date().addingTimeInterval(60)
-        while !compare.errorOutput.contains("lab: [1/15]") && compare.process.isRunning && Date() < deadline { usleep(20_000) }
-        try #require(compare.process.isRunning, "compare still measuring when interrupted: \(compare.wait(seconds: 1))")
+        while !compare.errorOutput.contains("lab: [1/15]") && compare.isRunning && Date() < deadline { usleep(20_000) }
+        try #require(compare.isRunning, "compare still measuring when interrupted: \(compare.wait(seconds: 1))")
         #expect(try namespaces(prefix).count == 12, "three two-node labs")
         usleep(500_000)  // well inside the second measurement
-        kill(compare.process.processIdentifier, SIGINT)
+        compare.signal(SIGINT)
         let result = compare.wait(seconds: 30)
         #expect(result.status == 130, "\(result)")
         #expect(try namespaces(prefix).isEmpty)
