@@ -18,7 +18,7 @@ extension CompareReport {
         let cells = setup.cells
         let barWidth = 34.0, barGap = 6.0, groupGap = 44.0
         let groupWidth = Double(modes.count) * (barWidth + barGap) - barGap
-        let left = 70.0, right = 30.0, top = 96.0, plotHeight = 300.0
+        let left = 70.0, right = 60.0, top = 96.0, plotHeight = 300.0
         let width = max(760, left + Double(cells.count) * (groupWidth + groupGap) + right)
         let height = top + plotHeight + 90
 
