@@ -72,14 +72,14 @@ struct BenchServerCommand: ParsableCommand {
         defer { server.close() }
         signal(SIGINT) { _ in benchServerInterrupted.store(true, ordering: .relaxed) }
         signal(SIGTERM) { _ in benchServerInterrupted.store(true, ordering: .relaxed) }
-        benchPrintError("weft bench server: listening on \(address):\(server.port) (TCP and UDP)")
+        printError("weft bench server: listening on \(address):\(server.port) (TCP and UDP)")
         let outcome: BenchServer.Outcome?
         do {
             outcome = try server.serve(once: once, shouldStop: { benchServerInterrupted.load(ordering: .relaxed) },
-                                       log: benchPrintError)
+                                       log: printError)
         } catch { throw RunError("\(error)") }
         if benchServerInterrupted.load(ordering: .relaxed) {
-            benchPrintError("weft bench server: stopped")
+            printError("weft bench server: stopped")
             return
         }
         if once, case .failed = outcome {
@@ -142,10 +142,9 @@ struct BenchClientCommand: ParsableCommand {
         let options = try options()
         let result: BenchResult
         do {
-            result = try BenchClient.run(options, progress: benchPrintError)
+            result = try BenchClient.run(options, progress: printError)
         } catch { throw RunError("\(error)") }
-        var line = (json ? result.json : result.summary) + "\n"
-        line.withUTF8 { _ = Glibc.write(1, $0.baseAddress, $0.count) }
+        printLine(json ? result.json : result.summary)
     }
 
     private func options() throws -> BenchOptions {
@@ -157,9 +156,4 @@ struct BenchClientCommand: ParsableCommand {
         do { try options.validate() } catch { throw ValidationError(error.description) }
         return options
     }
-}
-
-private func benchPrintError(_ text: String) {
-    var line = text + "\n"
-    line.withUTF8 { _ = Glibc.write(2, $0.baseAddress, $0.count) }
 }

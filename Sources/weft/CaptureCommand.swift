@@ -170,13 +170,3 @@ private func printPacketLine(_ text: String) {
 
 /// A stdio stream on standard output of our own; only the capture loop's thread uses it.
 nonisolated(unsafe) private let packetOutput: UnsafeMutablePointer<FILE> = fdopen(1, "w")
-
-private func printLine(_ text: String) {
-    var line = text + "\n"
-    line.withUTF8 { _ = Glibc.write(1, $0.baseAddress, $0.count) }
-}
-
-private func printError(_ text: String) {
-    var line = text + "\n"
-    line.withUTF8 { _ = Glibc.write(2, $0.baseAddress, $0.count) }
-}

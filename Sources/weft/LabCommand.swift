@@ -249,13 +249,3 @@ func runLab(_ body: () throws -> Void) throws {
         throw RunError("lab: \(error)")
     }
 }
-
-private func printLine(_ text: String) {
-    var line = text + "\n"
-    line.withUTF8 { _ = Glibc.write(1, $0.baseAddress, $0.count) }
-}
-
-private func printError(_ text: String) {
-    var line = text + "\n"
-    line.withUTF8 { _ = Glibc.write(2, $0.baseAddress, $0.count) }
-}

@@ -23,8 +23,7 @@ struct Weft: ParsableCommand {
     /// `--version` print in full.
     static func main() {
         if let refusal = FlanneldFlags.refusal(arguments: Array(CommandLine.arguments.dropFirst()), environment: Environment()) {
-            var line = "weft: " + refusal + "\n"
-            line.withUTF8 { _ = Glibc.write(2, $0.baseAddress, $0.count) }
+            printError("weft: " + refusal)
             Glibc.exit(ExitCode.validationFailure.rawValue)
         }
         do {
@@ -35,8 +34,7 @@ struct Weft: ParsableCommand {
             if code == .success { exit(withError: error) }
             // A start-up failure explains itself; a parsing error points at the help.
             let hint = error is RunError ? "" : " (see 'weft --help')"
-            var line = "weft: " + message(for: error) + hint + "\n"
-            line.withUTF8 { _ = Glibc.write(2, $0.baseAddress, $0.count) }
+            printError("weft: " + message(for: error) + hint)
             Glibc.exit(code.rawValue)
         }
     }
