@@ -91,7 +91,7 @@ public enum Compare {
     }
 
     static func setup(_ options: CompareOptions, plans: [LabPlan]) -> CompareReport.Setup {
-        let kernel = ((try? String(contentsOfFile: "/proc/sys/kernel/osrelease", encoding: .utf8)) ?? "?").trimmingWhitespace
+        let kernel = ((try? String(contentsOfFile: "/proc/sys/kernel/osrelease", encoding: .utf8)) ?? "?").trimmingCharacters(in: .whitespacesAndNewlines)
         return CompareReport.Setup(
             date: Date(), command: options.command, kernel: kernel, cpus: Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))), nodes: options.nodes,
             durationSeconds: options.durationSeconds, warmupSeconds: options.warmupSeconds, rounds: options.rounds,
@@ -121,7 +121,7 @@ private final class MeasuredLab {
         while true {
             try checkServer()
             let listening = try Subprocess.run(["ip", "netns", "exec", pod, "ss", "-Hltn", "sport = :\(port)"], timeout: 5)
-            if listening.succeeded && !listening.output.trimmingWhitespace.isEmpty { return }
+            if listening.succeeded && !listening.output.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty { return }
             if monotonicSeconds() > deadline { throw LabError("weft bench server in \(pod) did not listen on port \(port) within 10 s") }
             try pause(0.05)
         }
@@ -130,7 +130,7 @@ private final class MeasuredLab {
     private func checkServer() throws(LabError) {
         if let status = server?.poll() {
             let text = (try? String(contentsOfFile: serverLog, encoding: .utf8)) ?? ""
-            throw LabError("weft bench server in \(plan.namespace(plan.lastNode.podName)) ended (status \(status)): \(text.trimmingWhitespace.suffix(300))")
+            throw LabError("weft bench server in \(plan.namespace(plan.lastNode.podName)) ended (status \(status)): \(text.trimmingCharacters(in: .whitespacesAndNewlines).suffix(300))")
         }
     }
 

@@ -75,7 +75,7 @@ extension LabMode {
 
 private func parseNames<T: RawRepresentable & CaseIterable>(_ text: String, what: String) throws(LabError) -> [T] where T.RawValue == String {
     var list: [T] = []
-    for word in text.split(separator: ",").map({ $0.trimmingWhitespace }) where !word.isEmpty {
+    for word in text.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespacesAndNewlines) }) where !word.isEmpty {
         guard let value = T(rawValue: word) else {
             throw LabError("\(what): unknown '\(word)' (one or more of \(T.allCases.map(\.rawValue).joined(separator: ",")))")
         }
@@ -103,7 +103,7 @@ public struct BenchFigures: Sendable, Equatable {
 
     /// Reads bench's one JSON object. Throws when it is not the expected mode or lacks a figure.
     public static func parse(_ text: String, cell: CompareCell) throws(LabError) -> BenchFigures {
-        let trimmed = text.trimmingWhitespace
+        let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
         guard let data = trimmed.data(using: .utf8),
               let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
             throw LabError("weft bench printed no JSON object: '\(trimmed.prefix(200))'")

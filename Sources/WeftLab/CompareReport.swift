@@ -150,7 +150,7 @@ public struct CompareReport: Sendable {
             cells.enumerated().map { column, text in
                 let pad = String(repeating: " ", count: widths[column] - text.count)
                 return rightAligned.contains(column) ? pad + text : text + pad
-            }.joined(separator: "  ").trimmingWhitespace
+            }.joined(separator: "  ").trimmingCharacters(in: .whitespacesAndNewlines)
         }
         var lines = [
             "weft lab compare, \(dateText): \(setup.nodes) nodes, \(formatSeconds(setup.durationSeconds)) s per cell after \(formatSeconds(setup.warmupSeconds)) s warm-up, "

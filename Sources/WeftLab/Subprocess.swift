@@ -78,7 +78,7 @@ public struct CommandResult: Sendable, CustomStringConvertible {
 
     public var description: String {
         var text = timedOut ? "timed out" : "exit \(status)"
-        let error = errorOutput.trimmingWhitespace
+        let error = errorOutput.trimmingCharacters(in: .whitespacesAndNewlines)
         if !error.isEmpty { text += ": " + error.split(separator: "\n").suffix(3).joined(separator: " | ") }
         return text
     }
@@ -322,12 +322,3 @@ private struct PipeReader {
 }
 
 func errnoText() -> String { String(cString: strerror(errno)) }
-
-extension StringProtocol {
-    var trimmingWhitespace: String {
-        var scalars = Substring(self)
-        while let first = scalars.first, first.isWhitespace { scalars.removeFirst() }
-        while let last = scalars.last, last.isWhitespace { scalars.removeLast() }
-        return String(scalars)
-    }
-}
