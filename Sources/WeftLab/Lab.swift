@@ -7,14 +7,16 @@ public final class Lab: @unchecked Sendable {
     public static let defaultStateRoot = "/run/weft-lab"
 
     public let plan: LabPlan
-    public let stateDirectory: String
+    public let stateRoot: String
+    /// `stateRoot/P`: registry, subnet.env files, logs.
+    public var stateDirectory: String { Self.stateDirectory(root: stateRoot, prefix: plan.prefix) }
     /// `weft run` of each node in weft mode, in node order.
     public private(set) var forwarders: [ChildProcess] = []
     private let log: (String) -> Void
 
-    private init(plan: LabPlan, stateDirectory: String, log: @escaping (String) -> Void) {
+    private init(plan: LabPlan, stateRoot: String, log: @escaping (String) -> Void) {
         self.plan = plan
-        self.stateDirectory = stateDirectory
+        self.stateRoot = stateRoot
         self.log = log
     }
 
@@ -38,7 +40,7 @@ public final class Lab: @unchecked Sendable {
         guard existing.isEmpty else {
             throw LabError("namespaces with prefix '\(plan.prefix)-' already exist (\(existing.joined(separator: " "))); run: weft lab down --prefix \(plan.prefix)")
         }
-        let lab = Lab(plan: plan, stateDirectory: stateDirectory(root: stateRoot, prefix: plan.prefix), log: log)
+        let lab = Lab(plan: plan, stateRoot: stateRoot, log: log)
         do {
             try lab.build(weftBinary: weftBinary)
             try lab.waitForPods(timeout: pingTimeout)
@@ -122,7 +124,7 @@ public final class Lab: @unchecked Sendable {
 
     /// Removes the lab: every process in its namespaces, the namespaces, the state directory.
     public func tearDown() {
-        Self.down(prefix: plan.prefix, stateRoot: (stateDirectory as NSString).deletingLastPathComponent)
+        Self.down(prefix: plan.prefix, stateRoot: stateRoot)
         for forwarder in forwarders { _ = forwarder.wait(seconds: 0.5) }
     }
 
