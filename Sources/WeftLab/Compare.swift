@@ -84,7 +84,7 @@ public enum Compare {
             for lab in labs.values { lab.lab.tearDown() }
             return CompareReport(setup: setup(options, plans: plans), runs: runs)
         } catch {
-            for lab in labs.values { lab.lab.showLogs() }
+            if error.signal == nil { for lab in labs.values { lab.lab.showLogs() } }
             for lab in labs.values { lab.lab.tearDown() }
             throw error
         }

@@ -45,7 +45,7 @@ public final class Lab: @unchecked Sendable {
             try lab.build(weftBinary: weftBinary)
             try lab.waitForPods(timeout: pingTimeout)
         } catch {
-            lab.showLogs()
+            if error.signal == nil { lab.showLogs() }
             lab.tearDown()
             throw error
         }
