@@ -56,7 +56,7 @@ let package = Package(
         // The namespace lab (`weft lab`): topology plan, bounded command runner, lab set-up and
         // teardown, and the compare matrix with its table, JSON and SVG. Shells out to `ip`;
         // never used by the forwarder.
-        .target(name: "WeftLab"),
+        .target(name: "WeftLab", dependencies: ["WeftLinux"]),
         .executableTarget(
             name: "weft",
             dependencies: [
@@ -74,7 +74,7 @@ let package = Package(
         .testTarget(name: "WeftCaptureTests", dependencies: ["WeftCapture", "WeftCore", "WeftTestSupport"]),
         .testTarget(name: "WeftIntegrationTests", dependencies: ["WeftCore", "WeftLinux", "WeftRegistry", "WeftCapture", "WeftTestSupport"]),
         .testTarget(name: "WeftBenchTests", dependencies: ["WeftBench", "WeftLinux", "WeftCore", "WeftTestSupport"]),
-        .testTarget(name: "WeftLabTests", dependencies: ["WeftLab"]),
+        .testTarget(name: "WeftLabTests", dependencies: ["WeftLab", "WeftLinux"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -46,7 +46,7 @@ public enum BenchClient {
             batch.setSend(i, UnsafeRawBufferPointer(start: datagram, count: size), to: options.server, port: options.port)
         }
 
-        let start = monotonicNanoseconds()
+        let start = MonotonicClock.nanoseconds()
         var measureStart = start
         var measureEnd = start + nanoseconds(options.duration)
         let warmupEnd = start + nanoseconds(options.warmup)
@@ -57,7 +57,7 @@ public enum BenchClient {
         var meter = Meter(start: start)
         var now = start
         while true {
-            now = monotonicNanoseconds()
+            now = MonotonicClock.nanoseconds()
             if !measuring && now >= warmupEnd {
                 measuring = true
                 for i in 0..<capacity { BenchDatagram.setKind(.rate, at: storage + i * size) }
@@ -123,11 +123,11 @@ public enum BenchClient {
         let senders = StreamSenders(streams, size: options.size)
         senders.start()
         defer { senders.stop() }
-        let start = monotonicNanoseconds()
+        let start = MonotonicClock.nanoseconds()
         var meter = Meter(start: start)
         func wait(until end: UInt64, warmingUp: Bool) throws(BenchError) {
             while true {
-                let now = monotonicNanoseconds()
+                let now = MonotonicClock.nanoseconds()
                 if let failure = senders.failure {
                     throw BenchError("TCP stream to \(options.server):\(options.port) failed: \(failure)")
                 }
@@ -144,7 +144,7 @@ public enum BenchClient {
         }
         try wait(until: start + nanoseconds(options.warmup), warmingUp: true)
         try session.send(ControlMessage("measure"))
-        try wait(until: monotonicNanoseconds() + nanoseconds(options.duration), warmingUp: false)
+        try wait(until: MonotonicClock.nanoseconds() + nanoseconds(options.duration), warmingUp: false)
         try session.send(ControlMessage("done"))
         senders.stop()
         let result = try session.receive("result", within: resultTimeout)
@@ -185,7 +185,7 @@ public enum BenchClient {
         var sum: UInt64 = 0
         let replyTimeout = nanoseconds(options.replyTimeout)
 
-        let start = monotonicNanoseconds()
+        let start = MonotonicClock.nanoseconds()
         var measuring = options.warmup <= 0
         let warmupEnd = start + nanoseconds(options.warmup)
         var measureStart = start
@@ -196,7 +196,7 @@ public enum BenchClient {
         var now = start
         do {
             while true {
-                now = monotonicNanoseconds()
+                now = MonotonicClock.nanoseconds()
                 if !measuring && now >= warmupEnd {
                     measuring = true
                     measureStart = now
@@ -215,19 +215,19 @@ public enum BenchClient {
                                  + (measuring ? "" : "  (warm-up)"))
                     }
                 }
-                let sentAt = monotonicNanoseconds()
+                let sentAt = MonotonicClock.nanoseconds()
                 BenchDatagram.write(.init(test: session.test, kind: .echoRequest, sequence: sequence, sentAt: sentAt), to: request)
                 let sent = try socket.send(sendBatch, count: 1).sent == 1
                 var roundTrip: UInt64?
                 let deadline = sentAt + replyTimeout
                 while sent && roundTrip == nil {
-                    let waitNow = monotonicNanoseconds()
+                    let waitNow = MonotonicClock.nanoseconds()
                     guard waitNow < deadline else { break }
                     let milliseconds = Int32((deadline - waitNow + 999_999) / 1_000_000)
                     guard try Poll.waitReadable(socket.fileDescriptor, orWakeup: wakeup,
                                                 timeoutMilliseconds: milliseconds) == .readable else { continue }
                     let count = try socket.receive(into: receiveBatch, maxCount: receiveCapacity)
-                    let arrived = monotonicNanoseconds()
+                    let arrived = MonotonicClock.nanoseconds()
                     for i in 0..<count {
                         let bytes = UnsafeRawBufferPointer(start: replies + i * bufferSize, count: receiveBatch.length(i))
                         guard let header = BenchDatagram.parse(bytes), header.kind == .echoReply,
@@ -328,7 +328,7 @@ struct Session {
     /// The next message, which must be `verb` (an `error` from the server becomes its text).
     func receive(_ verb: String, within timeout: UInt64) throws(BenchError) -> ControlMessage {
         let message: ControlMessage
-        do { message = try channel.receive(until: monotonicNanoseconds() + timeout) } catch {
+        do { message = try channel.receive(until: MonotonicClock.nanoseconds() + timeout) } catch {
             throw failure(error, waitingFor: verb, timeout: timeout)
         }
         guard message.verb == verb else { throw unexpected(message) }

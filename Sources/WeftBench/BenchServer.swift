@@ -103,7 +103,7 @@ public final class BenchServer: @unchecked Sendable {
         let peer = connection.endpointDescription
         let hello: ControlMessage
         do {
-            hello = try channel.receive(until: monotonicNanoseconds() + Self.helloTimeout)
+            hello = try channel.receive(until: MonotonicClock.nanoseconds() + Self.helloTimeout)
         } catch {
             log("connection from \(peer): no hello within 5 s, closed")
             return nil
@@ -132,7 +132,7 @@ public final class BenchServer: @unchecked Sendable {
         guard let connection = try? listener.accept() else { return }
         defer { connection.close() }
         let channel = ControlChannel(connection)
-        _ = try? channel.receive(until: monotonicNanoseconds() + 200_000_000)
+        _ = try? channel.receive(until: MonotonicClock.nanoseconds() + 200_000_000)
         try? channel.send(.error("busy: another test is running, try again later"))
     }
 
@@ -202,7 +202,7 @@ private struct TestRun {
         var finished = false
         defer { if !finished { receiver.stop() } }
         try send(ControlMessage("ok", [("test", "\(test)")]))
-        let done = try waitFor("done", until: monotonicNanoseconds() + request.deadlineNanoseconds)
+        let done = try waitFor("done", until: MonotonicClock.nanoseconds() + request.deadlineNanoseconds)
         let sent = done.integer("sent") ?? 0
         let seconds = done.number("seconds") ?? request.duration
         receiver.finish(expecting: request.mode == .udp ? sent : 0)
@@ -232,12 +232,12 @@ private struct TestRun {
         readers.start()
         defer { readers.stop() }
         try send(ControlMessage("ready"))
-        _ = try waitFor("measure", until: monotonicNanoseconds() + UInt64(request.warmup * 1e9) + BenchServer.slack)
+        _ = try waitFor("measure", until: MonotonicClock.nanoseconds() + UInt64(request.warmup * 1e9) + BenchServer.slack)
         let startBytes = readers.bytes
-        let startTime = monotonicNanoseconds()
+        let startTime = MonotonicClock.nanoseconds()
         _ = try waitFor("done", until: startTime + UInt64(request.duration * 1e9) + BenchServer.slack)
         let bytes = readers.bytes - startBytes
-        let seconds = Double(monotonicNanoseconds() - startTime) / 1e9
+        let seconds = Double(MonotonicClock.nanoseconds() - startTime) / 1e9
         try send(ControlMessage("result", [("bytes", "\(bytes)"), ("seconds", jsonNumber(seconds))]))
         let bits = seconds > 0 ? Double(bytes) * 8 / seconds : 0
         return "\(label): \(request.streams) stream\(request.streams == 1 ? "" : "s"), \(fixed(seconds, 2)) s: \(byteCount(bytes)), \(rate(bits))"
@@ -248,15 +248,15 @@ private struct TestRun {
         var streams: [TCPSocket] = []
         var success = false
         defer { if !success { streams.forEach { $0.close() } } }
-        let deadline = monotonicNanoseconds() + BenchServer.streamsTimeout
+        let deadline = MonotonicClock.nanoseconds() + BenchServer.streamsTimeout
         while streams.count < request.streams {
-            if monotonicNanoseconds() > deadline {
+            if MonotonicClock.nanoseconds() > deadline {
                 throw BenchError("only \(streams.count) of \(request.streams) TCP streams connected within 5 s")
             }
             guard try waitForListener() else { continue }
             guard let connection = try? server.listenerSocket.accept() else { continue }
             let streamChannel = ControlChannel(connection)
-            let line = try? streamChannel.receive(until: monotonicNanoseconds() + 2_000_000_000)
+            let line = try? streamChannel.receive(until: MonotonicClock.nanoseconds() + 2_000_000_000)
             if let line, line.verb == "stream", line.integer("test") == UInt64(test) {
                 streams.append(connection)
             } else {
@@ -288,7 +288,7 @@ private struct TestRun {
     private func waitFor(_ verb: String, until deadline: UInt64) throws(BenchError) -> ControlMessage {
         while true {
             if shouldStop() { throw BenchError("the server is stopping") }
-            if monotonicNanoseconds() > deadline { throw BenchError("no '\(verb)' from the client in time") }
+            if MonotonicClock.nanoseconds() > deadline { throw BenchError("no '\(verb)' from the client in time") }
             let index: Int?
             do {
                 index = try TCPSocket.firstReadable([channel.socket, server.listenerSocket], timeoutMilliseconds: 100)

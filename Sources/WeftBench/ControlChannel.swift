@@ -159,7 +159,7 @@ final class ControlChannel: @unchecked Sendable {
     func receive(until deadline: UInt64) throws(ChannelFailure) -> ControlMessage {
         while true {
             if let message = try bufferedMessage() { return message }
-            let now = monotonicNanoseconds()
+            let now = MonotonicClock.nanoseconds()
             guard now < deadline else { throw .timedOut }
             let milliseconds = Int32(min((deadline - now + 999_999) / 1_000_000, 60_000))
             let readable: Bool

@@ -83,7 +83,7 @@ final class UDPReceiver: @unchecked Sendable {
             while !stopping.load(ordering: .acquiring) {
                 let draining = finishing.load(ordering: .acquiring)
                 if draining {
-                    let now = monotonicNanoseconds()
+                    let now = MonotonicClock.nanoseconds()
                     if drainStarted == 0 { drainStarted = now }
                     if sink.tracker.received >= expected.load(ordering: .relaxed)
                         || now - drainStarted > Self.drainLimitNanoseconds
@@ -101,7 +101,7 @@ final class UDPReceiver: @unchecked Sendable {
                     break
                 }
                 let count = try socket.receive(into: receiveBatch, maxCount: capacity)
-                let now = monotonicNanoseconds()
+                let now = MonotonicClock.nanoseconds()
                 var echoes = 0
                 for i in 0..<count where !receiveBatch.isTruncated(i) {
                     let bytes = UnsafeMutableRawBufferPointer(start: storage + i * Self.bufferSize, count: receiveBatch.length(i))

@@ -2,6 +2,7 @@ import Dispatch
 import Glibc
 import Synchronization
 import WeftCore
+import WeftLinux
 
 /// Counts by verdict over a capture.
 public struct Report: Sendable, Equatable, CustomStringConvertible {
@@ -179,9 +180,9 @@ public final class CaptureSession: @unchecked Sendable {
     /// Runs until `count` packets, `duration` seconds, `stop()` or `shouldStop()`.
     public func run(count: Int? = nil, duration: Double? = nil, shouldStop: () -> Bool = { false }, idle: () -> Void = {},
                     _ body: (PacketHeader, UnsafeRawBufferPointer, FlannelDatagram) throws -> Void) throws {
-        let deadline = duration.map { monotonicSeconds() + $0 }
+        let deadline = duration.map { MonotonicClock.seconds() + $0 }
         var seen = 0
-        try capture.run(shouldStop: { shouldStop() || (deadline.map { monotonicSeconds() >= $0 } ?? false) }, idle: idle) { header, bytes in
+        try capture.run(shouldStop: { shouldStop() || (deadline.map { MonotonicClock.seconds() >= $0 } ?? false) }, idle: idle) { header, bytes in
             let datagram = FlannelDecoder.decode(bytes, wireLength: header.wireLength, linkType: capture.linkType, port: port, mtu: capture.mtu)
             report.add(datagram)
             outer?.write(bytes, header: header)
@@ -206,13 +207,6 @@ public final class CaptureSession: @unchecked Sendable {
         inner?.close()
         capture.close()
     }
-}
-
-/// CLOCK_MONOTONIC in seconds.
-public func monotonicSeconds() -> Double {
-    var time = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &time)
-    return Double(time.tv_sec) + Double(time.tv_nsec) / 1e9
 }
 
 /// The one-line description of a packet, as `weft capture` prints it:

@@ -1,4 +1,5 @@
 import Glibc
+import WeftLinux
 
 /// A token bucket for generated ICMP errors (RFC 1812 §4.3.2.8): a flood of expired or
 /// unroutable packets must not turn the forwarder into an ICMP amplifier. One per thread, so it
@@ -13,21 +14,15 @@ struct ICMPRateLimiter {
         self.perSecond = perSecond
         self.burst = burst
         self.tokens = burst
-        self.last = ICMPRateLimiter.now()
+        self.last = MonotonicClock.seconds()
     }
 
     mutating func allow() -> Bool {
-        let now = ICMPRateLimiter.now()
+        let now = MonotonicClock.seconds()
         tokens = min(burst, tokens + (now - last) * perSecond)
         last = now
         guard tokens >= 1 else { return false }
         tokens -= 1
         return true
-    }
-
-    private static func now() -> Double {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
     }
 }

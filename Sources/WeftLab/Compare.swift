@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import WeftLinux
 
 /// What `weft lab compare` measures and how.
 public struct CompareOptions: Sendable {
@@ -117,12 +118,12 @@ private final class MeasuredLab {
         server = try Subprocess.spawnDetached(
             ["ip", "netns", "exec", pod, weft, "bench", "server", "--bind", plan.lastNode.podAddress, "--port", String(port)],
             logFile: serverLog)
-        let deadline = monotonicSeconds() + 10
+        let deadline = MonotonicClock.seconds() + 10
         while true {
             try checkServer()
             let listening = try Subprocess.run(["ip", "netns", "exec", pod, "ss", "-Hltn", "sport = :\(port)"], timeout: 5)
             if listening.succeeded && !listening.output.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty { return }
-            if monotonicSeconds() > deadline { throw LabError("weft bench server in \(pod) did not listen on port \(port) within 10 s") }
+            if MonotonicClock.seconds() > deadline { throw LabError("weft bench server in \(pod) did not listen on port \(port) within 10 s") }
             try pause(0.05)
         }
     }

@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import WeftLinux
 
 /// A lab that exists: built by `up`, removed by `down` (or `tearDown`).
 public final class Lab: @unchecked Sendable {
@@ -83,14 +84,14 @@ public final class Lab: @unchecked Sendable {
     /// Pings every pod from every other pod until each pair answered once; fails when a
     /// forwarder ends or after `timeout` seconds.
     public func waitForPods(timeout: Double) throws(LabError) {
-        let deadline = monotonicSeconds() + timeout
+        let deadline = MonotonicClock.seconds() + timeout
         for from in plan.nodes {
             for to in plan.nodes where to != from {
                 while true {
                     try checkForwarders()
                     let ping = try Subprocess.run(["ip", "netns", "exec", plan.namespace(from.podName), "ping", "-n", "-q", "-c", "1", "-W", "1", to.podAddress], timeout: 5)
                     if ping.succeeded { break }
-                    if monotonicSeconds() > deadline {
+                    if MonotonicClock.seconds() > deadline {
                         throw LabError("\(plan.namespace(from.podName)) got no answer from \(to.podAddress) within \(Int(timeout)) s")
                     }
                     try pause(0.05)

@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import WeftLinux
 
 /// Named network namespaces (`ip netns`, /run/netns) and the processes inside them.
 public enum Namespaces {
@@ -47,15 +48,15 @@ public enum Namespaces {
         var pids = processes(in: names)
         if !pids.isEmpty {
             for pid in pids { kill(pid, SIGTERM) }
-            let deadline = monotonicSeconds() + grace
-            while !pids.isEmpty && monotonicSeconds() < deadline {
+            let deadline = MonotonicClock.seconds() + grace
+            while !pids.isEmpty && MonotonicClock.seconds() < deadline {
                 usleep(20_000)
                 reap(pids)
                 pids = processes(in: names)
             }
             for pid in pids { kill(pid, SIGKILL) }
-            let killDeadline = monotonicSeconds() + 2
-            while !pids.isEmpty && monotonicSeconds() < killDeadline {
+            let killDeadline = MonotonicClock.seconds() + 2
+            while !pids.isEmpty && MonotonicClock.seconds() < killDeadline {
                 usleep(20_000)
                 reap(pids)
                 pids = processes(in: names)

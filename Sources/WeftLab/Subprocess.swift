@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Synchronization
+import WeftLinux
 
 /// The last SIGINT, SIGTERM or SIGHUP received since `LabSignals.install()`, or 0.
 private let pendingSignal = Atomic<Int32>(0)
@@ -47,19 +48,12 @@ public enum LabSignals {
     }
 }
 
-/// Seconds on the monotonic clock.
-func monotonicSeconds() -> Double {
-    var time = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &time)
-    return Double(time.tv_sec) + Double(time.tv_nsec) / 1e9
-}
-
 /// Sleeps, waking early with the interruption when a signal arrives.
 func pause(_ seconds: Double) throws(LabError) {
-    let deadline = monotonicSeconds() + seconds
+    let deadline = MonotonicClock.seconds() + seconds
     while true {
         try LabSignals.check()
-        let left = deadline - monotonicSeconds()
+        let left = deadline - MonotonicClock.seconds()
         if left <= 0 { return }
         usleep(UInt32(min(left, 0.02) * 1e6))
     }
@@ -112,10 +106,10 @@ public final class ChildProcess: @unchecked Sendable {
 
     /// Waits at most `seconds` for the end; nil if it still runs.
     public func wait(seconds: Double) -> Int32? {
-        let deadline = monotonicSeconds() + seconds
+        let deadline = MonotonicClock.seconds() + seconds
         while true {
             if let status = poll() { return status }
-            if monotonicSeconds() >= deadline { return nil }
+            if MonotonicClock.seconds() >= deadline { return nil }
             usleep(5_000)
         }
     }
@@ -182,21 +176,21 @@ public enum Subprocess {
 
         var readers = [PipeReader(fd: outputPipe[0]), PipeReader(fd: errorPipe[0])]
         defer { for reader in readers where reader.fd >= 0 { close(reader.fd) } }
-        let start = monotonicSeconds()
+        let start = MonotonicClock.seconds()
         var status: Int32?
         var endedAt = 0.0
         var timedOut = false
         while true {
             if status == nil, let ended = child.poll() {
                 status = ended
-                endedAt = monotonicSeconds()
+                endedAt = MonotonicClock.seconds()
             }
             let open = readers.indices.filter { readers[$0].fd >= 0 }
-            if status != nil && (open.isEmpty || monotonicSeconds() - endedAt > 0.2) {
+            if status != nil && (open.isEmpty || MonotonicClock.seconds() - endedAt > 0.2) {
                 break  // done (a grandchild may hold a pipe open; do not wait for it)
             }
             if status == nil {
-                let elapsed = monotonicSeconds() - start
+                let elapsed = MonotonicClock.seconds() - start
                 if interruptible, let number = LabSignals.pending {
                     child.signalGroup(SIGKILL)
                     _ = child.wait(seconds: 5)
@@ -205,7 +199,7 @@ public enum Subprocess {
                 if elapsed > timeout {
                     child.signalGroup(SIGKILL)
                     status = child.wait(seconds: 5) ?? -1
-                    endedAt = monotonicSeconds()
+                    endedAt = MonotonicClock.seconds()
                     timedOut = true
                     continue
                 }

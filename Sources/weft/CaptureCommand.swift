@@ -2,6 +2,7 @@ import ArgumentParser
 import Glibc
 import Synchronization
 import WeftCapture
+import WeftLinux
 
 /// Set by SIGINT/SIGTERM while `weft capture` runs; the capture loop sees it within 100 ms.
 private let captureInterrupted = Atomic<Bool>(false)
@@ -132,11 +133,11 @@ struct CaptureCommand: ParsableCommand {
         signal(SIGTERM) { _ in captureInterrupted.store(true, ordering: .relaxed) }
         let writing = writeOuter != nil || writeInner != nil
         printError("capturing on \(interface) (link type \(linkTypeName(session.capture.linkType)), filter '\(filter ?? "udp port \(port)")')")
-        var lastCounts = monotonicSeconds()
+        var lastCounts = MonotonicClock.seconds()
         defer { fflush(packetOutput) }
         func showCounts() {
-            guard writing, monotonicSeconds() - lastCounts >= 1 else { return }
-            lastCounts = monotonicSeconds()
+            guard writing, MonotonicClock.seconds() - lastCounts >= 1 else { return }
+            lastCounts = MonotonicClock.seconds()
             session.flush()
             printError("captured \(session.report.total): valid \(session.report[.valid]), violations \(session.report.violations)")
         }
