@@ -66,12 +66,12 @@ let package = Package(
             ]
         ),
         // Shared by the test targets: subprocesses with bounded waits, temporary directories.
-        .target(name: "WeftTestSupport", path: "Tests/WeftTestSupport"),
+        .target(name: "WeftTestSupport", dependencies: ["WeftLinux"], path: "Tests/WeftTestSupport"),
         .testTarget(name: "WeftCoreTests", dependencies: ["WeftCore"]),
         .testTarget(name: "WeftLinuxTests", dependencies: ["WeftLinux", "WeftCore"]),
         .testTarget(name: "WeftRegistryTests", dependencies: ["WeftRegistry", "WeftCore"]),
         .testTarget(name: "WeftEtcdTests", dependencies: ["WeftCore", "WeftEtcd", "WeftRegistry"]),
-        .testTarget(name: "WeftCaptureTests", dependencies: ["WeftCapture", "WeftCore", "WeftTestSupport"]),
+        .testTarget(name: "WeftCaptureTests", dependencies: ["WeftCapture", "WeftCore", "WeftLinux", "WeftTestSupport"]),
         .testTarget(name: "WeftIntegrationTests", dependencies: ["WeftCore", "WeftLinux", "WeftRegistry", "WeftCapture", "WeftTestSupport"]),
         .testTarget(name: "WeftBenchTests", dependencies: ["WeftBench", "WeftLinux", "WeftCore", "WeftTestSupport"]),
         .testTarget(name: "WeftLabTests", dependencies: ["WeftLab", "WeftLinux"]),

@@ -1,4 +1,3 @@
-import Foundation
 import Glibc
 import Synchronization
 import WeftLinux
@@ -59,96 +58,9 @@ func pause(_ seconds: Double) throws(LabError) {
     }
 }
 
-/// The end of a command run to completion.
-public struct CommandResult: Sendable, CustomStringConvertible {
-    /// The exit status, or 128 + the signal that ended it.
-    public var status: Int32
-    public var output: String
-    public var errorOutput: String
-    /// Killed because it outlived its time limit.
-    public var timedOut: Bool
-
-    public var succeeded: Bool { status == 0 && !timedOut }
-
-    public var description: String {
-        var text = timedOut ? "timed out" : "exit \(status)"
-        let error = errorOutput.trimmingCharacters(in: .whitespacesAndNewlines)
-        if !error.isEmpty { text += ": " + error.split(separator: "\n").suffix(3).joined(separator: " | ") }
-        return text
-    }
-}
-
-/// A process started by `Subprocess.spawn`, leader of its own process group.
-public final class ChildProcess: @unchecked Sendable {
-    public let pid: pid_t
-    public let arguments: [String]
-    private var finalStatus: Int32?
-
-    init(pid: pid_t, arguments: [String]) {
-        self.pid = pid
-        self.arguments = arguments
-    }
-
-    /// The exit status (or 128 + signal) once it has ended; never blocks.
-    public func poll() -> Int32? {
-        if let finalStatus { return finalStatus }
-        var status: Int32 = 0
-        let result = waitpid(pid, &status, WNOHANG)
-        if result == pid {
-            finalStatus = Self.decode(status)
-        } else if result < 0 && errno == ECHILD {
-            finalStatus = -1  // reaped elsewhere: gone all the same
-        }
-        return finalStatus
-    }
-
-    public var isRunning: Bool { poll() == nil }
-
-    /// Waits at most `seconds` for the end; nil if it still runs.
-    public func wait(seconds: Double) -> Int32? {
-        let deadline = MonotonicClock.seconds() + seconds
-        while true {
-            if let status = poll() { return status }
-            if MonotonicClock.seconds() >= deadline { return nil }
-            usleep(5_000)
-        }
-    }
-
-    /// Sends `signal` to the whole process group.
-    public func signalGroup(_ number: Int32) {
-        guard poll() == nil else { return }
-        if kill(-pid, number) != 0 { kill(pid, number) }
-    }
-
-    /// SIGTERM to the group, up to `grace` seconds, then SIGKILL; returns the status.
-    @discardableResult
-    public func stop(grace: Double = 5) -> Int32 {
-        signalGroup(SIGTERM)
-        if let status = wait(seconds: grace) { return status }
-        signalGroup(SIGKILL)
-        return wait(seconds: 5) ?? -1
-    }
-
-    static func decode(_ status: Int32) -> Int32 {
-        let signal = status & 0x7f
-        return signal == 0 ? (status >> 8) & 0xff : 128 + signal
-    }
-}
-
-/// Runs commands with posix_spawn and waitpid, every wait bounded. (Foundation's Process can
-/// hang in waitUntilExit after terminate(); this cannot.)
+/// Runs commands as WeftLinux's `ChildProcess`, every wait bounded and interruptible by
+/// `LabSignals`.
 public enum Subprocess {
-    /// glibc's POSIX_SPAWN_SETSID (2.26+), hidden from Swift behind _GNU_SOURCE.
-    private static let spawnSetSID: Int32 = 0x80
-
-    /// Where a child's output goes.
-    enum Output {
-        /// Write ends of two pipes, for stdout and stderr.
-        case pipes(Int32, Int32)
-        /// Both appended to this file.
-        case file(String)
-    }
-
     /// Runs `arguments` (looked up on PATH) to completion with stdin from /dev/null. After
     /// `timeout` seconds, or when a signal arrives (if `interruptible`), the process group is
     /// killed; a signal then throws. `whileRunning` is called about every 20 ms with the
@@ -166,7 +78,7 @@ public enum Subprocess {
         for fd in outputPipe + errorPipe { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
         let child: ChildProcess
         do {
-            child = try spawn(arguments, output: .pipes(outputPipe[1], errorPipe[1]), newSession: false)
+            child = try spawn(arguments, stdout: .descriptor(outputPipe[1]), stderr: .descriptor(errorPipe[1]), detachment: .processGroup)
         } catch {
             for fd in outputPipe + errorPipe { close(fd) }
             throw error
@@ -192,13 +104,11 @@ public enum Subprocess {
             if status == nil {
                 let elapsed = MonotonicClock.seconds() - start
                 if interruptible, let number = LabSignals.pending {
-                    child.signalGroup(SIGKILL)
-                    _ = child.wait(seconds: 5)
+                    child.kill()
                     throw LabSignals.interrupted(number)
                 }
                 if elapsed > timeout {
-                    child.signalGroup(SIGKILL)
-                    status = child.wait(seconds: 5) ?? -1
+                    status = child.kill()
                     endedAt = MonotonicClock.seconds()
                     timedOut = true
                     continue
@@ -223,74 +133,16 @@ public enum Subprocess {
     /// terminal does not reach it), stdin from /dev/null, stdout and stderr appended to
     /// `logFile` (or /dev/null).
     public static func spawnDetached(_ arguments: [String], logFile: String?) throws(LabError) -> ChildProcess {
-        try spawn(arguments, output: .file(logFile ?? "/dev/null"), newSession: true)
+        try spawn(arguments, stdout: logFile.map { .file($0, append: true) } ?? .discard, stderr: .standardOutput, detachment: .session)
     }
 
-    static func spawn(_ arguments: [String], output: Output, newSession: Bool) throws(LabError) -> ChildProcess {
-        precondition(!arguments.isEmpty)
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        switch output {
-        case .pipes(let out, let err):
-            posix_spawn_file_actions_adddup2(&actions, out, 1)
-            posix_spawn_file_actions_adddup2(&actions, err, 2)
-        case .file(let path):
-            posix_spawn_file_actions_addopen(&actions, 1, path, O_WRONLY | O_CREAT | O_APPEND, 0o644)
-            posix_spawn_file_actions_adddup2(&actions, 1, 2)
+    static func spawn(_ arguments: [String], stdout: ChildProcess.Output, stderr: ChildProcess.Output,
+                      detachment: ChildProcess.Detachment) throws(LabError) -> ChildProcess {
+        do {
+            return try ChildProcess.spawn(arguments, stdout: stdout, stderr: stderr, detachment: detachment)
+        } catch {
+            throw LabError("cannot run \(arguments[0]): \(error.message)")
         }
-
-        closeInheritedDescriptors(&actions)
-
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        var noSignals = sigset_t()
-        sigemptyset(&noSignals)
-        posix_spawnattr_setsigmask(&attributes, &noSignals)
-        var defaults = sigset_t()
-        sigemptyset(&defaults)
-        for number in [SIGINT, SIGTERM, SIGHUP, SIGPIPE, SIGQUIT] { sigaddset(&defaults, number) }
-        posix_spawnattr_setsigdefault(&attributes, &defaults)
-        var flags = Int32(POSIX_SPAWN_SETSIGMASK) | Int32(POSIX_SPAWN_SETSIGDEF)
-        if newSession {
-            flags |= spawnSetSID
-        } else {
-            flags |= Int32(POSIX_SPAWN_SETPGROUP)
-            posix_spawnattr_setpgroup(&attributes, 0)
-        }
-        posix_spawnattr_setflags(&attributes, Int16(flags))
-
-        var argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) }
-        argv.append(nil)
-        defer { for pointer in argv { free(pointer) } }
-        var pid: pid_t = 0
-        let result = posix_spawnp(&pid, arguments[0], &actions, &attributes, argv, environ)
-        guard result == 0 else {
-            throw LabError("cannot run \(arguments[0]): \(String(cString: strerror(result)))")
-        }
-        return ChildProcess(pid: pid, arguments: arguments)
-    }
-}
-
-/// glibc's posix_spawn_file_actions_addclosefrom_np (2.34+), hidden from Swift behind
-/// _GNU_SOURCE, looked up once.
-private let addCloseFrom: (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32)? = {
-    guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "posix_spawn_file_actions_addclosefrom_np") else { return nil }
-    return unsafeBitCast(symbol, to: (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32).self)
-}()
-
-/// A child gets stdin, stdout and stderr and nothing else. Above all a detached forwarder must
-/// not keep a descriptor of whoever started `weft lab up`: Foundation's Process learns that its
-/// child ended when a socket it handed down is closed, and would wait as long as the forwarder
-/// runs. Done in the child, so this process's own descriptors stay as they are.
-private func closeInheritedDescriptors(_ actions: inout posix_spawn_file_actions_t) {
-    if let addCloseFrom, addCloseFrom(&actions, 3) == 0 { return }
-    let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []
-    for fd in entries.compactMap(Int32.init) where fd > 2 {
-        let flags = fcntl(fd, F_GETFD)
-        if flags >= 0 && flags & FD_CLOEXEC == 0 { posix_spawn_file_actions_addclose(&actions, fd) }
     }
 }
 

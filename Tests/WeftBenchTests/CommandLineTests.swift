@@ -41,7 +41,7 @@ struct CommandLineTests {
         listener.close()
         let result = try weft(["bench", "client", "--server", "127.0.0.1", "--port", "\(port)", "--duration", "0.2"])
         expectOneLineFailure(result)
-        #expect(result.errorOutput.contains("cannot connect to 127.0.0.1:\(port)"), "\(result)")
+        #expect(result.errorOutput.contains("cannot connect to 127.0.0.1:\(port)"), "\(result.transcript)")
     }
 
     @Test func portInUseIsOneLine() throws {
@@ -49,7 +49,7 @@ struct CommandLineTests {
         defer { harness.stop() }
         let result = try weft(["bench", "server", "--bind", "127.0.0.1", "--port", "\(harness.port)"])
         expectOneLineFailure(result)
-        #expect(result.errorOutput.contains("\(harness.port)"), "\(result)")
+        #expect(result.errorOutput.contains("\(harness.port)"), "\(result.transcript)")
     }
 
     @Test(arguments: ["udp", "tcp", "latency"])
@@ -61,7 +61,7 @@ struct CommandLineTests {
         if mode == "tcp" { arguments += ["--streams", "2"] }
         if mode == "udp" { arguments += ["--size", "64"] }
         let result = try weft(arguments)
-        #expect(result.status == 0, "\(result)")
+        #expect(result.status == 0, "\(result.transcript)")
         let lines = result.output.split(separator: "\n")
         #expect(lines.count == 1, "stdout: \(result.output)")
         switch mode {
@@ -84,8 +84,8 @@ struct CommandLineTests {
         defer { harness.stop() }
         let result = try weft(["bench", "client", "--server", "127.0.0.1", "--port", "\(harness.port)", "--size", "64",
                                "--duration", "0.2", "--warmup", "0"])
-        #expect(result.status == 0, "\(result)")
-        #expect(result.output.split(separator: "\n").count == 1 && result.output.hasPrefix("udp 64 B: sent "), "\(result)")
+        #expect(result.status == 0, "\(result.transcript)")
+        #expect(result.output.split(separator: "\n").count == 1 && result.output.hasPrefix("udp 64 B: sent "), "\(result.transcript)")
     }
 
     @Test func serverOnceExitsZeroAfterOneTest() throws {
@@ -94,8 +94,8 @@ struct CommandLineTests {
                                "--duration", "0.2", "--warmup", "0", "--json"])
         #expect(client.status == 0, "\(client)")
         let result = server.wait(seconds: 10)
-        #expect(result.status == 0, "\(result)")
-        #expect(result.errorOutput.contains("latency test"), "\(result)")
+        #expect(result.status == 0, "\(result.transcript)")
+        #expect(result.errorOutput.contains("latency test"), "\(result.transcript)")
     }
 
     @Test(arguments: [SIGTERM, SIGINT])
@@ -104,8 +104,8 @@ struct CommandLineTests {
         usleep(100_000)
         server.signal(signal)
         let result = server.wait(seconds: 5)
-        #expect(result.status == 0, "\(result)")
-        #expect(result.errorOutput.contains("stopped"), "\(result)")
+        #expect(result.status == 0, "\(result.transcript)")
+        #expect(result.errorOutput.contains("stopped"), "\(result.transcript)")
     }
 
     /// The server process is killed mid-test: the client ends with one line, within bounds.
@@ -118,7 +118,7 @@ struct CommandLineTests {
                                "--duration", "30", "--warmup", "0"])
         _ = server.wait(seconds: 5)
         expectOneLineFailure(result)
-        #expect(result.errorOutput.contains("127.0.0.1:\(port)"), "\(result)")
+        #expect(result.errorOutput.contains("127.0.0.1:\(port)"), "\(result.transcript)")
         #expect(Date().timeIntervalSince(started) < 10, "took \(Date().timeIntervalSince(started)) s")
     }
 }
@@ -126,8 +126,8 @@ struct CommandLineTests {
 /// A non-zero exit (not a signal, not killed by the timeout), nothing on stdout, and exactly one
 /// line on stderr (progress lines, which start with a space, aside).
 func expectOneLineFailure(_ result: CommandResult, sourceLocation: SourceLocation = #_sourceLocation) {
-    #expect(result.status != 0 && result.status < 128, "\(result)", sourceLocation: sourceLocation)
-    #expect(result.output.isEmpty, "\(result)", sourceLocation: sourceLocation)
+    #expect(result.status != 0 && result.status < 128, "\(result.transcript)", sourceLocation: sourceLocation)
+    #expect(result.output.isEmpty, "\(result.transcript)", sourceLocation: sourceLocation)
     let errors = result.errorOutput.split(separator: "\n").filter { !$0.hasPrefix(" ") }
-    #expect(errors.count == 1 && errors[0].hasPrefix("weft: "), "\(result)", sourceLocation: sourceLocation)
+    #expect(errors.count == 1 && errors[0].hasPrefix("weft: "), "\(result.transcript)", sourceLocation: sourceLocation)
 }

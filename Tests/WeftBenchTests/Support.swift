@@ -4,6 +4,7 @@ import Synchronization
 import Testing
 import WeftBench
 import WeftCore
+import WeftLinux
 import WeftTestSupport
 
 let loopback = IPv4Address(127, 0, 0, 1)

@@ -139,8 +139,8 @@ import WeftCore
         for arguments in [["--verify", directory + "/text.pcap"], ["--read", directory + "/missing.pcap"], ["--read", directory + "/x", "--verify", directory + "/y"],
                           ["--verify", directory + "/bad.pcap", "--write-inner", directory + "/i.pcap"], ["--read", directory + "/bad.pcap", "--count", "2"]] {
             let result = try run([weft, "capture"] + arguments)
-            #expect(result.status != 0, "\(result)")
-            #expect(result.errorOutput.split(separator: "\n").count == 1 && result.errorOutput.hasPrefix("weft: "), "\(result)")
+            #expect(result.status != 0, "\(result.transcript)")
+            #expect(result.errorOutput.split(separator: "\n").count == 1 && result.errorOutput.hasPrefix("weft: "), "\(result.transcript)")
         }
     }
 

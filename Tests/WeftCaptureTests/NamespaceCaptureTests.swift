@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import WeftLinux
 import WeftTestSupport
 import WeftCore
 @testable import WeftCapture
@@ -30,11 +31,11 @@ struct NamespaceCaptureTests {
             cat capture.err >&2
             exit $status
             """, directory: directory, count: 5)
-        #expect(result.status == 0, "\(result)")
+        #expect(result.status == 0, "\(result.transcript)")
         let lines = result.output.split(separator: "\n")
-        #expect(lines.count == 5, "\(result)")
-        #expect(lines.allSatisfy { $0.contains("127.0.0.1:8285 > 127.0.0.1:8285 ICMP 10.244.1.2 > 10.244.2.2") && $0.hasSuffix("ttl 64 valid") }, "\(result)")
-        #expect(result.errorOutput.contains("captured 5"), "\(result)")
+        #expect(lines.count == 5, "\(result.transcript)")
+        #expect(lines.allSatisfy { $0.contains("127.0.0.1:8285 > 127.0.0.1:8285 ICMP 10.244.1.2 > 10.244.2.2") && $0.hasSuffix("ttl 64 valid") }, "\(result.transcript)")
+        #expect(result.errorOutput.contains("captured 5"), "\(result.transcript)")
 
         let report = try FlannelCapture.verify(file: directory + "/outer.pcap")
         #expect(report[.valid] == 5 && report.isValid, "\(report)")
@@ -62,7 +63,7 @@ struct NamespaceCaptureTests {
             cat capture.err >&2
             exit $status
             """, directory: directory, count: 3)
-        #expect(result.status == 0, "\(result)")
+        #expect(result.status == 0, "\(result.transcript)")
         #expect(try FlannelCapture.verify(file: directory + "/outer.pcap")[.valid] == 3)
         let inner = try FlannelCapture.read(file: directory + "/inner.pcap")
         #expect(inner.count == 3)
@@ -82,9 +83,9 @@ struct NamespaceCaptureTests {
             cat tcpdump.err >&2
             exit $status
             """, directory: directory, count: 4)
-        #expect(result.status == 0, "\(result)")
+        #expect(result.status == 0, "\(result.transcript)")
         let frames = try FlannelCapture.read(file: directory + "/dump.pcap")
-        #expect(frames.count == 4, "\(result)")
+        #expect(frames.count == 4, "\(result.transcript)")
         #expect(frames.allSatisfy { $0.datagram.verdict == .valid && $0.datagram.innerSource == IPv4Address(10, 244, 1, 2) })
         #expect(try FlannelCapture.verify(file: directory + "/dump.pcap").isValid)
     }

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import WeftLinux
 import WeftTestSupport
 
 /// `weft`'s command line: bad input is one clear line on stderr and a non-zero exit.
@@ -30,7 +31,7 @@ struct CommandLineTests {
     func environmentVariables() throws {
         let result = try runWeft(["run", "--network", "10.244.0.0/16", "--subnet", "10.244.1.0/24"], environment: ["FLANNELD_PUBLIC_IP=198.18.0.300"])
         #expect(result.status != 0)
-        #expect(result.errorOutput.contains("--public-ip '198.18.0.300' is not an IPv4 address"), "\(result)")
+        #expect(result.errorOutput.contains("--public-ip '198.18.0.300' is not an IPv4 address"), "\(result.transcript)")
     }
 
     @Test("--help explains run's flags, including flanneld's environment variables")
@@ -62,7 +63,7 @@ struct CommandLineTests {
                 timeout --preserve-status -s TERM 2 '\(Environment.weftBinary)' run \(flags) --network 10.244.0.0/16 --subnet 10.244.1.0/24 --peer 10.244.2.0/24=198.18.6.2
                 """
             let result = try run(["unshare", "--net", "sh", "-c", script], timeout: 20)
-            #expect(result.status == 0, "\(result)")
+            #expect(result.status == 0, "\(result.transcript)")
             #expect(result.errorOutput.contains(expected), "\(patterns): \(result.errorOutput)")
         }
         let none = try run(["unshare", "--net", "sh", "-c", "ip link add d1 type veth peer name d1p && ip addr add 198.18.6.1/24 dev d1 && '\(Environment.weftBinary)' run --iface-regex '^10\\.' --network 10.244.0.0/16 --subnet 10.244.1.0/24"], timeout: 20)

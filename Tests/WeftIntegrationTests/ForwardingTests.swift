@@ -270,8 +270,8 @@ struct ForwardingTests {
         // machines) or TUNSETIFF does not.
         let result = try lab.exec("nodeA", ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", Environment.weftBinary] + Lab.weftArguments(node: "nodeA"), timeout: 20)
         #expect(result.status != 0)
-        #expect(result.errorOutput.split(separator: "\n").count == 1, "\(result)")
-        #expect(result.errorOutput.hasPrefix("weft: cannot set up TUN flannel0") && (result.errorOutput.contains("not permitted") || result.errorOutput.contains("Permission denied")), "\(result)")
+        #expect(result.errorOutput.split(separator: "\n").count == 1, "\(result.transcript)")
+        #expect(result.errorOutput.hasPrefix("weft: cannot set up TUN flannel0") && (result.errorOutput.contains("not permitted") || result.errorOutput.contains("Permission denied")), "\(result.transcript)")
     }
 }
 }

@@ -76,7 +76,7 @@ final class Lab: @unchecked Sendable {
         let result = try run(arguments, timeout: 60)
         guard result.status == 0 else {
             _ = try? run([Environment.tool("lab"), "down", "--prefix", prefix])
-            throw LabError("tools/lab up failed: \(result)")
+            throw LabError("tools/lab up failed: \(result.transcript)")
         }
     }
 

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import WeftLinux
 import WeftTestSupport
 
 extension NamespaceTests {
@@ -84,7 +85,7 @@ struct LabCommandTests {
         try #require(up.isRunning, "up still building when interrupted: \(up.wait(seconds: 1))")
         up.signal(SIGINT)
         let result = up.wait(seconds: 30)
-        #expect(result.status == 130, "\(result)")
+        #expect(result.status == 130, "\(result.transcript)")
         #expect(result.errorOutput.contains("interrupted by SIGINT"), "\(result.errorOutput)")
         #expect(try namespaces(prefix).isEmpty)
         #expect(access("/run/weft-lab/\(prefix)", F_OK) != 0)
@@ -108,7 +109,7 @@ struct LabCommandTests {
         usleep(500_000)  // well inside the second measurement
         compare.signal(SIGINT)
         let result = compare.wait(seconds: 30)
-        #expect(result.status == 130, "\(result)")
+        #expect(result.status == 130, "\(result.transcript)")
         #expect(try namespaces(prefix).isEmpty)
         #expect(access("\(directory)/c.json", F_OK) != 0 && access("\(directory)/c.svg", F_OK) != 0)
         #expect(try run(["pgrep", "-f", "/run/weft-lab/\(prefix)-"], timeout: 10).output.isEmpty, "no weft run left")
@@ -125,7 +126,7 @@ struct LabCommandTests {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let result = try weft(["lab", "compare", "--prefix", prefix, "--duration", "1", "--json", "\(directory)/c.json", "--chart", "\(directory)/c.svg"],
                               timeout: 150)
-        try #require(result.status == 0, "\(result)")
+        try #require(result.status == 0, "\(result.transcript)")
         #expect(try namespaces(prefix).isEmpty, "every lab removed")
 
         let cells = ["tcp1", "tcp4", "udp64", "udp1400", "latency"], modes = ["weft", "vxlan", "route"]
