@@ -11,13 +11,13 @@ import WeftCore
 /// Thread-safety: one thread may `receive` while another `send`s. `shutdown()` may be called
 /// from any thread and wakes both. `close()` only after those threads stopped.
 public final class TCPSocket: @unchecked Sendable {
-    public let fileDescriptor: Int32
+    public var fileDescriptor: Int32 { descriptor.fd }
     /// "listen 0.0.0.0:5301" or the peer, "10.0.0.2:40112", for error messages.
     public let endpointDescription: String
-    private let closed = Atomic<Bool>(false)
+    private let descriptor: SocketDescriptor
 
     private init(fileDescriptor: Int32, endpointDescription: String) {
-        self.fileDescriptor = fileDescriptor
+        descriptor = SocketDescriptor(fileDescriptor)
         self.endpointDescription = endpointDescription
     }
 
@@ -29,7 +29,7 @@ public final class TCPSocket: @unchecked Sendable {
                                     "tcp \(description)")
         do throws(SystemError) {
             try Syscall.setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, Int32(1), "SO_REUSEADDR tcp \(description)")
-            var socketAddress = makeAddress(address, port)
+            var socketAddress = sockaddr_in(address, port: port)
             try withUnsafePointer(to: &socketAddress) { pointer throws(SystemError) in
                 try pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { raw throws(SystemError) in
                     try Syscall.bind(fd, raw, socklen_t(MemoryLayout<sockaddr_in>.size), "tcp \(description)")
@@ -53,7 +53,7 @@ public final class TCPSocket: @unchecked Sendable {
             AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0,
             "tcp \(description)")
         do throws(SystemError) {
-            var socketAddress = makeAddress(address, port)
+            var socketAddress = sockaddr_in(address, port: port)
             let code = withUnsafePointer(to: &socketAddress) { pointer in
                 pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { raw in
                     Syscall.connect(fd, raw, socklen_t(MemoryLayout<sockaddr_in>.size))
@@ -94,16 +94,7 @@ public final class TCPSocket: @unchecked Sendable {
 
     /// The bound port (getsockname), e.g. the kernel's choice after listening on port 0.
     public var localPort: UInt16 {
-        get throws(SystemError) {
-            var address = sockaddr_in()
-            var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-            try withUnsafeMutablePointer(to: &address) { pointer throws(SystemError) in
-                try pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { raw throws(SystemError) in
-                    try Syscall.getsockname(fileDescriptor, raw, &length)
-                }
-            }
-            return UInt16(bigEndian: address.sin_port)
-        }
+        get throws(SystemError) { try descriptor.localPort }
     }
 
     /// TCP_NODELAY: small control messages leave at once instead of waiting for an ACK.
@@ -158,23 +149,16 @@ public final class TCPSocket: @unchecked Sendable {
     /// shutdown(SHUT_RDWR): wakes a thread blocked in `receive` (it returns 0) or `send` (it
     /// throws EPIPE). Idempotent; errors (ENOTCONN) are ignored.
     public func shutdown() {
-        if closed.load(ordering: .acquiring) { return }
-        _ = Syscall.shutdown(fileDescriptor, Int32(SHUT_RDWR))
+        descriptor.shutdown()
     }
 
     /// Closes the descriptor. Idempotent.
     public func close() {
-        if closed.exchange(true, ordering: .acquiringAndReleasing) { return }
-        try? Syscall.close(fileDescriptor, "tcp \(endpointDescription)")
+        descriptor.close("tcp \(endpointDescription)")
     }
 
     deinit {
         close()
-    }
-
-    private static func makeAddress(_ address: IPv4Address, _ port: UInt16) -> sockaddr_in {
-        sockaddr_in(sin_family: sa_family_t(AF_INET), sin_port: port.bigEndian,
-                    sin_addr: in_addr(s_addr: address.rawValue.bigEndian), sin_zero: (0, 0, 0, 0, 0, 0, 0, 0))
     }
 }
 

@@ -10,10 +10,10 @@ import WeftCore
 /// from any thread. `close()` must only be called after the receiving and sending threads
 /// have stopped (after `shutdown()` woke them), as the descriptor number could be reused.
 public final class UDPSocket: @unchecked Sendable {
-    public let fileDescriptor: Int32
+    public var fileDescriptor: Int32 { descriptor.fd }
     /// The bound address ("10.0.0.1:8285"), for error messages.
     public let localDescription: String
-    private let closed = Atomic<Bool>(false)
+    private let descriptor: SocketDescriptor
     private let gsoEIO = Atomic<Bool>(false)
 
     /// Set (and never cleared) when `send` saw sendmmsg fail with EIO on an entry carrying a
@@ -57,11 +57,7 @@ public final class UDPSocket: @unchecked Sendable {
                     try Syscall.setsockopt(fd, SOL_SOCKET, plain, UDPSocket.bufferSize, name)
                 }
             }
-            var socketAddress = sockaddr_in(
-                sin_family: sa_family_t(AF_INET),
-                sin_port: port.bigEndian,
-                sin_addr: in_addr(s_addr: address.rawValue.bigEndian),
-                sin_zero: (0, 0, 0, 0, 0, 0, 0, 0))
+            var socketAddress = sockaddr_in(address, port: port)
             try withUnsafePointer(to: &socketAddress) { pointer throws(SystemError) in
                 try pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { raw throws(SystemError) in
                     try Syscall.bind(fd, raw, socklen_t(MemoryLayout<sockaddr_in>.size), "udp \(description)")
@@ -71,7 +67,7 @@ public final class UDPSocket: @unchecked Sendable {
             _ = Glibc.close(fd)
             throw error
         }
-        fileDescriptor = fd
+        descriptor = SocketDescriptor(fd)
         localDescription = description
     }
 
@@ -85,16 +81,7 @@ public final class UDPSocket: @unchecked Sendable {
 
     /// The bound port (getsockname), e.g. the kernel's choice after binding port 0.
     public var localPort: UInt16 {
-        get throws(SystemError) {
-            var address = sockaddr_in()
-            var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-            try withUnsafeMutablePointer(to: &address) { pointer throws(SystemError) in
-                try pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { raw throws(SystemError) in
-                    try Syscall.getsockname(fileDescriptor, raw, &length)
-                }
-            }
-            return UInt16(bigEndian: address.sin_port)
-        }
+        get throws(SystemError) { try descriptor.localPort }
     }
 
     /// Actual kernel buffer sizes (the kernel reports double what was set).
@@ -189,14 +176,12 @@ public final class UDPSocket: @unchecked Sendable {
     /// later receives; sends then fail (counted as failed). Idempotent; ignores ENOTCONN, which
     /// Linux returns for an unconnected UDP socket while still shutting it down and waking readers.
     public func shutdown() {
-        if closed.load(ordering: .acquiring) { return }
-        _ = Syscall.shutdown(fileDescriptor, Int32(SHUT_RDWR))
+        descriptor.shutdown()
     }
 
     /// Closes the descriptor. Idempotent. Call `shutdown()` and wait for the I/O threads first.
     public func close() {
-        if closed.exchange(true, ordering: .acquiringAndReleasing) { return }
-        try? Syscall.close(fileDescriptor, "udp \(localDescription)")
+        descriptor.close("udp \(localDescription)")
     }
 
     deinit {
