@@ -234,7 +234,7 @@ public final class LiveCapture: @unchecked Sendable {
         return handle
     }
 
-    /// Asks `run` to return; safe from any thread (checked at least every 100 ms).
+    /// Asks `run` to return once it has drained what arrived before (about 250 ms); safe from any thread.
     public func stop() { stopFlag.store(true, ordering: .relaxed) }
 
     /// Hands packets to `body` until `stop()`, `shouldStop()` returns true, or `body` returns false.
@@ -242,7 +242,14 @@ public final class LiveCapture: @unchecked Sendable {
     public func run(shouldStop: () -> Bool = { false }, idle: () -> Void = {},
                     _ body: (PacketHeader, UnsafeRawBufferPointer) throws -> Bool) throws {
         guard let handle else { return }
-        while !stopFlag.load(ordering: .relaxed), !shouldStop() {
+        // Packets wait in a block the kernel hands over within 100 ms, so a stop drains for
+        // 250 ms before returning: what crossed the wire before the stop is not lost.
+        var drainUntil: UInt64?
+        while true {
+            if drainUntil == nil, stopFlag.load(ordering: .relaxed) || shouldStop() {
+                drainUntil = MonotonicClock.nanoseconds() + 250_000_000
+            }
+            if let drainUntil, MonotonicClock.nanoseconds() >= drainUntil { return }
             var header: UnsafeMutablePointer<pcap_pkthdr>?
             var data: UnsafePointer<UInt8>?
             let status = pcap_next_ex(handle, &header, &data)
@@ -252,9 +259,9 @@ public final class LiveCapture: @unchecked Sendable {
                                           capturedLength: Int(record.caplen), wireLength: Int(record.len))
                 if try !body(packet, UnsafeRawBufferPointer(start: data, count: Int(record.caplen))) { return }
             } else if status == 0 {
-                // Nothing queued: sleep until a packet arrives, a signal interrupts, or 100 ms pass.
+                // Nothing queued: sleep until a packet arrives, a signal interrupts, or 50 ms pass.
                 var waiting = pollfd(fd: pcap_get_selectable_fd(handle), events: Int16(POLLIN), revents: 0)
-                if poll(&waiting, 1, 100) == 0 { idle() }
+                if poll(&waiting, 1, 50) == 0, drainUntil == nil { idle() }
             } else if status == PCAP_ERROR_BREAK {
                 return
             } else {

@@ -169,7 +169,7 @@ enum EtcdHTTP {
                         case .end: return (status, collected)
                         }
                     }
-                    throw EtcdTransportError(endpoint: endpoint.url, message: "connection closed before the response ended")
+                    throw EtcdTransportError(endpoint: endpoint.url, message: explainClosed("connection closed before the response ended", endpoint))
                 }
             } onCancel: {
                 connection.channel.close(promise: nil)
@@ -179,7 +179,7 @@ enum EtcdHTTP {
                 throw EtcdTransportError(endpoint: endpoint.url, message: "no response within 5 s")
             }
             if error is EtcdTransportError { throw error }
-            throw EtcdTransportError(endpoint: endpoint.url, message: describe(error))
+            throw EtcdTransportError(endpoint: endpoint.url, message: explainClosed(describe(error), endpoint))
         }
     }
 
@@ -238,8 +238,16 @@ enum EtcdHTTP {
             throw error
         } catch {
             if Task.isCancelled { throw CancellationError() }
-            throw EtcdTransportError(endpoint: endpoint.url, message: describe(error))
+            throw EtcdTransportError(endpoint: endpoint.url, message: explainClosed(describe(error), endpoint))
         }
+    }
+
+    /// A TLS 1.3 server that refuses the client's certificate, or wants one, says so in an alert
+    /// that can arrive after the client has sent its request, so all the client may see is a
+    /// closed connection: say what that most likely means on an https:// endpoint.
+    static func explainClosed(_ message: String, _ endpoint: EtcdEndpoint) -> String {
+        guard endpoint.secure, message.hasPrefix("connection closed") else { return message }
+        return message + " (over TLS: etcd may have refused this client's certificate, or want one: --etcd-certfile, --etcd-keyfile)"
     }
 
     /// A short cause for logs, e.g. "connection refused" rather than NIO's nested error dump.
