@@ -178,6 +178,32 @@ public final class DatagramBatch: @unchecked Sendable {
         return (IPv4Address(rawValue: UInt32(bigEndian: address.sin_addr.s_addr)), UInt16(bigEndian: address.sin_port))
     }
 
+    /// The receive buffer set for entry `i` with `setReceiveBuffer` (its whole size).
+    ///
+    /// With `setReceived` this lets a `DatagramTransport` other than `UDPSocket` (an in-memory
+    /// fake for tests and benchmarks) fill a batch the way recvmmsg does.
+    public func receiveBuffer(_ i: Int) -> UnsafeMutableRawBufferPointer {
+        precondition(i >= 0 && i < capacity, "DatagramBatch index out of range")
+        return UnsafeMutableRawBufferPointer(start: iovecs[i].iov_base, count: receiveCapacities[i])
+    }
+
+    /// Records entry `i` as recvmmsg would after receiving one plain datagram (no UDP_GRO
+    /// segment size) of `length` bytes from address:port, already copied into
+    /// `receiveBuffer(i)`. A `length` above the buffer's size marks the entry truncated, as
+    /// MSG_TRUNC does. For transports other than `UDPSocket`; the socket fills entries itself.
+    public func setReceived(_ i: Int, length: Int, from address: IPv4Address, port: UInt16) {
+        precondition(i >= 0 && i < capacity, "DatagramBatch index out of range")
+        precondition(length >= 0 && length <= Int(UInt32.max), "datagram length out of range")
+        setDestination(i, address, port)
+        iovecs[i].iov_len = receiveCapacities[i]
+        messages[i].msg_hdr.msg_iov = iovecs + i
+        messages[i].msg_hdr.msg_iovlen = 1
+        messages[i].msg_hdr.msg_control = nil
+        messages[i].msg_hdr.msg_controllen = 0
+        messages[i].msg_hdr.msg_flags = length > receiveCapacities[i] ? CWeftLinux_MSG_TRUNC : 0
+        messages[i].msg_len = UInt32(length)
+    }
+
     /// Entry `i` carries no source address: the kernel's end-of-stream marker after shutdown
     /// (a real UDP datagram, even an empty one, always has a sockaddr_in).
     func hasNoSender(_ i: Int) -> Bool {
