@@ -9,6 +9,10 @@ let package = Package(
     products: [
         .executable(name: "weft", targets: ["weft"]),
         .library(name: "WeftCore", targets: ["WeftCore"]),
+        // For Benchmarks/ (a separate package): the data path and the I/O types its
+        // PacketTunnel and DatagramTransport interfaces use, so fakes can implement them.
+        .library(name: "WeftLinux", targets: ["WeftLinux"]),
+        .library(name: "WeftDataPath", targets: ["WeftDataPath"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
