@@ -1,0 +1,149 @@
+import Dispatch
+import Glibc
+import Synchronization
+import WeftCore
+
+/// Deterministic generator, so every run looks up the same addresses in the same tables.
+struct SplitMix64: RandomNumberGenerator {
+    var state: UInt64
+
+    init(seed: UInt64) { state = seed }
+
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+/// Writes a valid IPv4/UDP packet (no options, DF set, correct header checksum, UDP checksum 0)
+/// of `20 + 8 + payloadLength` bytes at `base` and returns its length.
+@discardableResult
+func writeUDPPacket(
+    at base: UnsafeMutableRawPointer,
+    source: IPv4Address,
+    destination: IPv4Address,
+    sourcePort: UInt16 = 40000,
+    destinationPort: UInt16 = 9,
+    ttl: UInt8 = 64,
+    payloadLength: Int
+) -> Int {
+    let total = 28 + payloadLength
+    precondition(total <= Int(UInt16.max))
+    let header: [UInt8] = [
+        0x45, 0, UInt8(total >> 8), UInt8(total & 0xFF),
+        0x12, 0x34, 0x40, 0x00,
+        ttl, 17, 0, 0,
+    ]
+    header.withUnsafeBytes { base.copyMemory(from: $0.baseAddress!, byteCount: 12) }
+    source.store(networkOrderTo: base + 12)
+    destination.store(networkOrderTo: base + 16)
+    let checksum = InternetChecksum.checksum(UnsafeRawBufferPointer(start: base, count: 20))
+    base.storeBytes(of: checksum.bigEndian, toByteOffset: 10, as: UInt16.self)
+    base.storeBytes(of: sourcePort.bigEndian, toByteOffset: 20, as: UInt16.self)
+    base.storeBytes(of: destinationPort.bigEndian, toByteOffset: 22, as: UInt16.self)
+    base.storeBytes(of: UInt16(8 + payloadLength).bigEndian, toByteOffset: 24, as: UInt16.self)
+    base.storeBytes(of: UInt16(0), toByteOffset: 26, as: UInt16.self)
+    for index in 0..<payloadLength {
+        base.storeBytes(of: UInt8(truncatingIfNeeded: index), toByteOffset: 28 + index, as: UInt8.self)
+    }
+    return total
+}
+
+/// Prebuilt packets in one 64-byte-aligned region, each in its own fixed-size cell.
+final class PacketSet: @unchecked Sendable {
+    let count: Int
+    private let stride: Int
+    private let region: UnsafeMutableRawPointer
+    private let lengths: UnsafeMutablePointer<Int>
+
+    /// `count` packets of at most `maxLength` bytes, each written by `build(index, cell)`, which
+    /// returns the packet's length.
+    init(count: Int, maxLength: Int, build: (Int, UnsafeMutableRawPointer) -> Int) {
+        self.count = count
+        stride = (maxLength + 63) & ~63
+        region = .allocate(byteCount: count * stride, alignment: 64)
+        region.initializeMemory(as: UInt8.self, repeating: 0, count: count * stride)
+        lengths = .allocate(capacity: count)
+        for index in 0..<count {
+            let length = build(index, region + index * stride)
+            precondition(length <= maxLength)
+            (lengths + index).initialize(to: length)
+        }
+    }
+
+    deinit {
+        region.deallocate()
+        lengths.deallocate()
+    }
+
+    @inline(__always)
+    func packet(_ index: Int) -> UnsafeRawBufferPointer {
+        UnsafeRawBufferPointer(start: region + index * stride, count: lengths[index])
+    }
+
+    @inline(__always)
+    func mutablePacket(_ index: Int) -> UnsafeMutableRawBufferPointer {
+        UnsafeMutableRawBufferPointer(start: region + index * stride, count: lengths[index])
+    }
+}
+
+/// A long-lived helper thread for the handoff benchmarks. Starting a thread per iteration would
+/// allocate and be measured; this one is started in setup and given jobs through a semaphore.
+final class HelperThread: @unchecked Sendable {
+    private let start = DispatchSemaphore(value: 0)
+    private let finished = DispatchSemaphore(value: 0)
+    private let stopping = Atomic<Bool>(false)
+    private let count = Atomic<Int>(0)
+    private let job: (Int) -> Void
+    private var thread = pthread_t()
+
+    /// `job(count)` runs on the helper each time `run(count)` is called.
+    init(_ job: @escaping (Int) -> Void) {
+        self.job = job
+        let box = Unmanaged.passRetained(self)
+        let result = pthread_create(&thread, nil, { argument in
+            let helper = Unmanaged<HelperThread>.fromOpaque(argument!).takeRetainedValue()
+            helper.loop()
+            return nil
+        }, box.toOpaque())
+        precondition(result == 0, "pthread_create failed")
+    }
+
+    private func loop() {
+        while true {
+            start.wait()
+            if stopping.load(ordering: .acquiring) { return }
+            job(count.load(ordering: .acquiring))
+            finished.signal()
+        }
+    }
+
+    /// Starts the job with `count`; returns at once.
+    func begin(_ count: Int) {
+        self.count.store(count, ordering: .releasing)
+        start.signal()
+    }
+
+    /// Waits for the job started by `begin`.
+    func wait() {
+        finished.wait()
+    }
+
+    /// Ends the thread and joins it.
+    func stop() {
+        stopping.store(true, ordering: .releasing)
+        start.signal()
+        pthread_join(thread, nil)
+    }
+}
+
+/// Spins briefly, then yields the core: two threads spinning on two shared cores would otherwise
+/// burn a whole scheduler quantum each time the other side is preempted.
+@inline(__always)
+func backOff(_ attempts: inout Int) {
+    attempts += 1
+    if attempts & 127 == 0 { sched_yield() }
+}

@@ -1,0 +1,29 @@
+// swift-tools-version: 6.1
+// Weft's micro-benchmarks (ordo-one/benchmark), a package of their own so that `swift build` and
+// `swift test` at the root never resolve or compile the benchmark framework (the SwiftNIO layout).
+// Run from this directory: `swift package benchmark`; see the README's "Micro-benchmarks".
+import PackageDescription
+
+let package = Package(
+    name: "WeftBenchmarks",
+    dependencies: [
+        // MallocInterposer alone: it also switches off the default RuntimeInterposer trait, whose
+        // swift-runtime-interposer dependency cannot be resolved on the project's build machines.
+        .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.1", traits: ["MallocInterposer"]),
+        .package(name: "Weft", path: ".."),
+    ],
+    targets: [
+        .executableTarget(
+            name: "WeftBenchmarks",
+            dependencies: [
+                .product(name: "Benchmark", package: "benchmark"),
+                .product(name: "WeftCore", package: "Weft"),
+            ],
+            path: "Benchmarks/WeftBenchmarks",
+            plugins: [
+                .plugin(name: "BenchmarkPlugin", package: "benchmark"),
+            ]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)
