@@ -10,6 +10,8 @@ let package = Package(
         // MallocInterposer alone: it also switches off the default RuntimeInterposer trait, whose
         // swift-runtime-interposer dependency cannot be resolved on the project's build machines.
         .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.1", traits: ["MallocInterposer"]),
+        // Already in the graph through benchmark; named here for AllocationProbe's allocation hook.
+        .package(url: "https://github.com/ordo-one/malloc-interposer.git", from: "1.5.0"),
         .package(name: "Weft", path: ".."),
     ],
     targets: [
@@ -17,7 +19,10 @@ let package = Package(
             name: "WeftBenchmarks",
             dependencies: [
                 .product(name: "Benchmark", package: "benchmark"),
+                .product(name: "MallocInterposerSwift", package: "malloc-interposer"),
                 .product(name: "WeftCore", package: "Weft"),
+                .product(name: "WeftLinux", package: "Weft"),
+                .product(name: "WeftDataPath", package: "Weft"),
             ],
             path: "Benchmarks/WeftBenchmarks",
             plugins: [

@@ -12,6 +12,7 @@ let benchmarks: @Sendable () -> Void = {
     routeLookupBenchmarks()
     packetRuleBenchmarks()
     queueBenchmarks()
+    dataPathBenchmarks()
 }
 
 /// Percent a time or throughput p90 may move before `thresholds check` reports it.

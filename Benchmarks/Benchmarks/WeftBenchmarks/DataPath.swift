@@ -1,0 +1,124 @@
+import Benchmark
+import Glibc
+import WeftCore
+import WeftDataPath
+import WeftLinux
+
+/// The real `Forwarder` (TUN reader, workers, receiver, on their own threads) over a fake TUN and
+/// a fake UDP socket. Node 10.244.1.0/24 at 198.18.0.1 with 16 peers, 10.244.2.0/24 ...
+/// 10.244.17.0/24 at 198.18.0.2 ... 198.18.0.17, all on port 8285.
+///
+/// Outbound, the fake TUN hands out 92-byte IPv4/UDP packets (64-byte payload, as the lab's pps
+/// test) of 256 flows from local pods to every peer's pods; inbound, the fake socket hands out
+/// datagrams from every peer carrying such packets to local pods. Each packet is copied into a
+/// pool slot once, as the kernel would; validated, routed and TTL-decremented; then the fake
+/// socket or TUN counts it. The benchmark thread offers a burst, waits until every packet came
+/// out, and repeats.
+final class DataPathFixture: @unchecked Sendable {
+    static let flows = 256
+    static let port: UInt16 = 8285
+    let completion = Completion()
+    let tunnel: FakeTunnel
+    let transport: FakeTransport
+    let forwarder: Forwarder
+
+    init(workers: Int) throws {
+        let peers = (2..<18).map { UInt8($0) }
+        let outbound = PacketSet(count: Self.flows, maxLength: 92) { index, cell in
+            writeUDPPacket(
+                at: cell,
+                source: IPv4Address(10, 244, 1, UInt8(2 + index % 16)),
+                destination: IPv4Address(10, 244, peers[index % peers.count], UInt8(2 + index / peers.count)),
+                sourcePort: UInt16(40000 + index),
+                payloadLength: 64)
+        }
+        let inbound = PacketSet(count: Self.flows, maxLength: 92) { index, cell in
+            writeUDPPacket(
+                at: cell,
+                source: IPv4Address(10, 244, peers[index % peers.count], UInt8(2 + index / peers.count)),
+                destination: IPv4Address(10, 244, 1, UInt8(2 + index % 16)),
+                sourcePort: UInt16(40000 + index),
+                payloadLength: 64)
+        }
+        let senders = (0..<Self.flows).map { IPv4Address(198, 18, 0, peers[$0 % peers.count]) }
+        tunnel = try FakeTunnel(packets: outbound, completion: completion)
+        transport = try FakeTransport(datagrams: inbound, senders: senders, port: Self.port, completion: completion)
+        let routes = RouteTableStore(RouteTable(peers.map {
+            Route(subnet: IPv4Prefix(address: IPv4Address(10, 244, $0, 0), length: 24), nextHop: IPv4Address(198, 18, 0, $0))
+        }))
+        let policy = ForwardingPolicy(localSubnet: IPv4Prefix("10.244.1.0/24")!, pathMTU: 1472)
+        forwarder = try Forwarder(
+            tunnel: tunnel, transport: transport, routes: routes,
+            configuration: ForwarderConfiguration(policy: policy, port: Self.port, workers: workers),
+            onFatalError: { message in fatalError("data path failed: \(message)") })
+        forwarder.start()
+    }
+
+    /// Offers `outbound` packets to the TUN side and `inbound` datagrams to the socket side, and
+    /// waits until all of them have been sent or written.
+    func run(outbound: Int, inbound: Int) {
+        completion.expect(outbound + inbound)
+        if outbound > 0 { tunnel.offer.add(outbound) }
+        if inbound > 0 { transport.offer.add(inbound) }
+        if !completion.wait() {
+            fatalError("packets went missing: \(completion.count) out; \(forwarder.counters.snapshot().summaryLine)")
+        }
+    }
+
+    /// Runs one burst and checks every packet was forwarded with nothing dropped (in setup,
+    /// where the counters' snapshot may allocate). A thread counts its packets just after the
+    /// send or write that completed them, so the counters may lag the completion briefly.
+    func verify(outbound: Int, inbound: Int) {
+        let before = forwarder.counters.snapshot()
+        run(outbound: outbound, inbound: inbound)
+        var after = forwarder.counters.snapshot()
+        for _ in 0..<1000 {
+            let forwardedOut = after.packets[.tunToUDP]! - before.packets[.tunToUDP]!
+            let forwardedIn = after.packets[.udpToTun]! - before.packets[.udpToTun]!
+            if forwardedOut == outbound && forwardedIn == inbound && after.drops.isEmpty { return }
+            usleep(1000)
+            after = forwarder.counters.snapshot()
+        }
+        preconditionFailure("expected \(outbound) packets out and \(inbound) in, nothing dropped: \(after.summaryLine)")
+    }
+
+    func stop() {
+        forwarder.stop()
+    }
+}
+
+func dataPathBenchmarks() {
+    // A million packets per iteration, offered in bursts of 1000: a burst fits a worker's queue
+    // (1024), so the reader never drops for a full queue, and its few wake-ups (eventfd,
+    // doorbell, semaphore) cost a few percent of it. Iterations of ~0.1 s keep scheduler noise
+    // on the shared cores out of the p90 that thresholds check.
+    let configuration = configuration(scalingFactor: .mega, singleThreaded: false, warmupIterations: 2, maxDuration: .seconds(3), timeTolerance: 35)
+    let burst = 1_000
+
+    let cases: [(name: String, workers: Int, outbound: Int, inbound: Int)] = [
+        ("DataPath-TUN-to-UDP-1-worker", 1, burst, 0),
+        ("DataPath-TUN-to-UDP-2-workers", 2, burst, 0),
+        ("DataPath-UDP-to-TUN", 1, 0, burst),
+        ("DataPath-both-directions-1-worker", 1, burst / 2, burst / 2),
+    ]
+    for (name, workers, outbound, inbound) in cases {
+        let fixture = Fixture<DataPathFixture>()
+        Benchmark(name, configuration: configuration) { benchmark in
+            let dataPath = fixture.value!
+            AllocationProbe.open()
+            for _ in 0..<(benchmark.scaledIterations.count / burst) {
+                dataPath.run(outbound: outbound, inbound: inbound)
+            }
+            AllocationProbe.close()
+        } setup: {
+            AllocationProbe.install()
+            let dataPath = try DataPathFixture(workers: workers)
+            dataPath.verify(outbound: outbound, inbound: inbound)
+            fixture.value = dataPath
+        } teardown: {
+            fixture.value?.stop()
+            fixture.value = nil
+            AllocationProbe.report(name)
+        }
+    }
+}
