@@ -14,23 +14,47 @@ import WeftLinux
 /// pool slot once, as the kernel would; validated, routed and TTL-decremented; then the fake
 /// socket or TUN counts it. The benchmark thread offers a burst, waits until every packet came
 /// out, and repeats.
+///
+/// With `offloads` (`weft run`'s default) the TUN has a virtio-net header and hands out TCP
+/// super-packets of 16 flows instead, each 44 segments of 1432 bytes (63,048 bytes, MSS for the
+/// 1472-byte path MTU), which the worker cuts into 44 flannel packets with full checksums and
+/// sends as one UDP_SEGMENT entry.
 final class DataPathFixture: @unchecked Sendable {
     static let flows = 256
     static let port: UInt16 = 8285
+    static let superPacketSegments = 44
+    static let segmentSize = 1472 - 40
     let completion = Completion()
     let tunnel: FakeTunnel
     let transport: FakeTransport
     let forwarder: Forwarder
+    /// Inner packets in one packet the fake TUN hands out.
+    let packetsPerRead: Int
 
-    init(workers: Int) throws {
+    init(workers: Int, offloads: Bool = false) throws {
         let peers = (2..<18).map { UInt8($0) }
-        let outbound = PacketSet(count: Self.flows, maxLength: 92) { index, cell in
-            writeUDPPacket(
-                at: cell,
-                source: IPv4Address(10, 244, 1, UInt8(2 + index % 16)),
-                destination: IPv4Address(10, 244, peers[index % peers.count], UInt8(2 + index / peers.count)),
-                sourcePort: UInt16(40000 + index),
-                payloadLength: 64)
+        let outbound: PacketSet
+        if offloads {
+            packetsPerRead = Self.superPacketSegments
+            let length = VirtioNetHeader.size + 40 + Self.superPacketSegments * Self.segmentSize
+            outbound = PacketSet(count: peers.count, maxLength: length) { index, cell in
+                writeTCPSuperPacket(
+                    at: cell,
+                    source: IPv4Address(10, 244, 1, UInt8(2 + index)),
+                    destination: IPv4Address(10, 244, peers[index], 2),
+                    sourcePort: UInt16(40000 + index),
+                    segments: Self.superPacketSegments, segmentSize: Self.segmentSize)
+            }
+        } else {
+            packetsPerRead = 1
+            outbound = PacketSet(count: Self.flows, maxLength: 92) { index, cell in
+                writeUDPPacket(
+                    at: cell,
+                    source: IPv4Address(10, 244, 1, UInt8(2 + index % 16)),
+                    destination: IPv4Address(10, 244, peers[index % peers.count], UInt8(2 + index / peers.count)),
+                    sourcePort: UInt16(40000 + index),
+                    payloadLength: 64)
+            }
         }
         let inbound = PacketSet(count: Self.flows, maxLength: 92) { index, cell in
             writeUDPPacket(
@@ -41,21 +65,23 @@ final class DataPathFixture: @unchecked Sendable {
                 payloadLength: 64)
         }
         let senders = (0..<Self.flows).map { IPv4Address(198, 18, 0, peers[$0 % peers.count]) }
-        tunnel = try FakeTunnel(packets: outbound, completion: completion)
+        tunnel = try FakeTunnel(packets: outbound, vnetHeaderSize: offloads ? VirtioNetHeader.size : 0, completion: completion)
         transport = try FakeTransport(datagrams: inbound, senders: senders, port: Self.port, completion: completion)
         let routes = RouteTableStore(RouteTable(peers.map {
             Route(subnet: IPv4Prefix(address: IPv4Address(10, 244, $0, 0), length: 24), nextHop: IPv4Address(198, 18, 0, $0))
         }))
         let policy = ForwardingPolicy(localSubnet: IPv4Prefix("10.244.1.0/24")!, pathMTU: 1472)
+        let configuration = ForwarderConfiguration(
+            policy: policy, port: Self.port, workers: workers, offloads: offloads, segmentationOffload: offloads)
         forwarder = try Forwarder(
-            tunnel: tunnel, transport: transport, routes: routes,
-            configuration: ForwarderConfiguration(policy: policy, port: Self.port, workers: workers),
+            tunnel: tunnel, transport: transport, routes: routes, configuration: configuration,
             onFatalError: { message in fatalError("data path failed: \(message)") })
         forwarder.start()
     }
 
     /// Offers `outbound` packets to the TUN side and `inbound` datagrams to the socket side, and
-    /// waits until all of them have been sent or written.
+    /// waits until all of them have been sent or written. The fake socket counts send entries:
+    /// one per plain packet, one per super-packet (its 44 segments fit one UDP_SEGMENT entry).
     func run(outbound: Int, inbound: Int) {
         completion.expect(outbound + inbound)
         if outbound > 0 { tunnel.offer.add(outbound) }
@@ -75,11 +101,11 @@ final class DataPathFixture: @unchecked Sendable {
         for _ in 0..<1000 {
             let forwardedOut = after.packets[.tunToUDP]! - before.packets[.tunToUDP]!
             let forwardedIn = after.packets[.udpToTun]! - before.packets[.udpToTun]!
-            if forwardedOut == outbound && forwardedIn == inbound && after.drops.isEmpty { return }
+            if forwardedOut == outbound * packetsPerRead && forwardedIn == inbound && after.drops.isEmpty { return }
             usleep(1000)
             after = forwarder.counters.snapshot()
         }
-        preconditionFailure("expected \(outbound) packets out and \(inbound) in, nothing dropped: \(after.summaryLine)")
+        preconditionFailure("expected \(outbound * packetsPerRead) packets out and \(inbound) in, nothing dropped: \(after.summaryLine)")
     }
 
     func stop() {
@@ -120,5 +146,30 @@ func dataPathBenchmarks() {
             fixture.value = nil
             AllocationProbe.report(name)
         }
+    }
+
+    // weft run's default: a TUN with TSO. One iteration is 1000 super-packets of 44 packets
+    // (63 MB of inner packets), offered 100 at a time: a worker's queue holds 128 with offloads.
+    let superPackets = Benchmark.Configuration(
+        metrics: configuration.metrics, warmupIterations: 2, scalingFactor: .kilo,
+        maxDuration: .seconds(3), maxIterations: 1_000_000, thresholds: configuration.thresholds)
+    let tso = Fixture<DataPathFixture>()
+    let name = "DataPath-TUN-to-UDP-TSO-super-packets-1-worker"
+    Benchmark(name, configuration: superPackets) { benchmark in
+        let dataPath = tso.value!
+        AllocationProbe.open()
+        for _ in 0..<(benchmark.scaledIterations.count / 100) {
+            dataPath.run(outbound: 100, inbound: 0)
+        }
+        AllocationProbe.close()
+    } setup: {
+        AllocationProbe.install()
+        let dataPath = try DataPathFixture(workers: 1, offloads: true)
+        dataPath.verify(outbound: 100, inbound: 0)
+        tso.value = dataPath
+    } teardown: {
+        tso.value?.stop()
+        tso.value = nil
+        AllocationProbe.report(name)
     }
 }

@@ -63,13 +63,14 @@ final class Offer: @unchecked Sendable {
     }
 }
 
-/// An in-memory TUN without offloads, with `TunDevice`'s semantics: `read` copies one packet into
-/// the caller's slot or returns nil when none is waiting (EAGAIN), `waitReadable` polls like the
-/// real one, `write` takes one whole packet. Reads cycle through `packets`; writes are counted.
+/// An in-memory TUN with `TunDevice`'s semantics: `read` copies one packet into the caller's slot
+/// or returns nil when none is waiting (EAGAIN), `waitReadable` polls like the real one, `write`
+/// takes one whole packet. Reads cycle through `packets`, which start with a virtio-net header
+/// when `vnetHeaderSize` is 10 (a TUN with offloads); writes are counted.
 ///
 /// One thread reads (the TUN reader), any thread may write.
 final class FakeTunnel: PacketTunnel, @unchecked Sendable {
-    let vnetHeaderSize = 0
+    let vnetHeaderSize: Int
     private let packets: PacketSet?
     private let completion: Completion
     let offer: Offer
@@ -77,8 +78,9 @@ final class FakeTunnel: PacketTunnel, @unchecked Sendable {
     private var available = 0
     private var next = 0
 
-    init(packets: PacketSet?, completion: Completion) throws {
+    init(packets: PacketSet?, vnetHeaderSize: Int = 0, completion: Completion) throws {
         self.packets = packets
+        self.vnetHeaderSize = vnetHeaderSize
         self.completion = completion
         offer = try Offer()
     }

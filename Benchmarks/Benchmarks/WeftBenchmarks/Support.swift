@@ -52,6 +52,63 @@ func writeUDPPacket(
     return total
 }
 
+/// Writes what a TUN with offloads (TSO, TUN_F_CSUM) hands over for a bulk TCP flow: a 10-byte
+/// virtio-net header (GSO TCPv4, NEEDS_CSUM, gso_size `segmentSize`) and an IPv4/TCP
+/// super-packet of `segments` × `segmentSize` payload bytes with a valid IPv4 header checksum
+/// and, as CHECKSUM_PARTIAL leaves it, only the pseudo-header sum in the TCP checksum. Returns
+/// the bytes written.
+@discardableResult
+func writeTCPSuperPacket(
+    at base: UnsafeMutableRawPointer,
+    source: IPv4Address,
+    destination: IPv4Address,
+    sourcePort: UInt16,
+    segments: Int,
+    segmentSize: Int
+) -> Int {
+    let headerLength = 40
+    let total = headerLength + segments * segmentSize
+    precondition(total <= Int(UInt16.max))
+    VirtioNetHeader(
+        flags: VirtioNetHeader.needsChecksum, gsoType: VirtioNetHeader.gsoTCPv4,
+        headerLength: UInt16(headerLength), gsoSize: UInt16(segmentSize),
+        checksumStart: 20, checksumOffset: 16
+    ).store(to: base)
+    let ip = base + VirtioNetHeader.size
+    let header: [UInt8] = [
+        0x45, 0, UInt8(total >> 8), UInt8(total & 0xFF),
+        0x12, 0x34, 0x40, 0x00,
+        64, 6, 0, 0,
+    ]
+    header.withUnsafeBytes { ip.copyMemory(from: $0.baseAddress!, byteCount: 12) }
+    source.store(networkOrderTo: ip + 12)
+    destination.store(networkOrderTo: ip + 16)
+    let checksum = InternetChecksum.checksum(UnsafeRawBufferPointer(start: ip, count: 20))
+    ip.storeBytes(of: checksum.bigEndian, toByteOffset: 10, as: UInt16.self)
+    let tcp = ip + 20
+    tcp.storeBytes(of: sourcePort.bigEndian, as: UInt16.self)
+    tcp.storeBytes(of: UInt16(5201).bigEndian, toByteOffset: 2, as: UInt16.self)
+    tcp.storeBytes(of: UInt32(1_000_000).bigEndian, toByteOffset: 4, as: UInt32.self)
+    tcp.storeBytes(of: UInt32(1).bigEndian, toByteOffset: 8, as: UInt32.self)
+    tcp.storeBytes(of: UInt8(5 << 4), toByteOffset: 12, as: UInt8.self)
+    tcp.storeBytes(of: UInt8(0x18), toByteOffset: 13, as: UInt8.self)  // ACK, PSH
+    tcp.storeBytes(of: UInt16(65535).bigEndian, toByteOffset: 14, as: UInt16.self)
+    tcp.storeBytes(of: UInt16(0), toByteOffset: 18, as: UInt16.self)
+    // Pseudo-header: source, destination, protocol 6, TCP length.
+    var pseudo = [UInt8](repeating: 0, count: 12)
+    pseudo.withUnsafeMutableBytes { bytes in
+        bytes.baseAddress!.copyMemory(from: ip + 12, byteCount: 8)
+        bytes[9] = 6
+        bytes.storeBytes(of: UInt16(total - 20).bigEndian, toByteOffset: 10, as: UInt16.self)
+    }
+    let pseudoSum = pseudo.withUnsafeBytes { InternetChecksum.partialSum($0) }
+    tcp.storeBytes(of: pseudoSum.bigEndian, toByteOffset: 16, as: UInt16.self)
+    for index in 0..<(segments * segmentSize) {
+        ip.storeBytes(of: UInt8(truncatingIfNeeded: index &* 7), toByteOffset: headerLength + index, as: UInt8.self)
+    }
+    return VirtioNetHeader.size + total
+}
+
 /// Prebuilt packets in one 64-byte-aligned region, each in its own fixed-size cell.
 final class PacketSet: @unchecked Sendable {
     let count: Int
