@@ -118,7 +118,7 @@ func dataPathBenchmarks() {
     // (1024), so the reader never drops for a full queue, and its few wake-ups (eventfd,
     // doorbell, semaphore) cost a few percent of it. Iterations of ~0.1 s keep scheduler noise
     // on the shared cores out of the p90 that thresholds check.
-    let configuration = configuration(scalingFactor: .mega, singleThreaded: false, warmupIterations: 2, maxDuration: .seconds(3), timeTolerance: 35)
+    let configuration = configuration(scalingFactor: .mega, warmupIterations: 2, maxDuration: .seconds(3), timeTolerance: threadedTimeTolerance)
     let burst = 1_000
 
     let cases: [(name: String, workers: Int, outbound: Int, inbound: Int)] = [

@@ -41,7 +41,7 @@ final class PacketRuleFixture: @unchecked Sendable {
 }
 
 func packetRuleBenchmarks() {
-    let perPacket = configuration(scalingFactor: .kilo, singleThreaded: true)
+    let perPacket = configuration(scalingFactor: .kilo)
 
     Benchmark("IPv4Header.validate", configuration: perPacket) { benchmark, fixture in
         var invalid = 0

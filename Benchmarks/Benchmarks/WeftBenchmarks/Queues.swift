@@ -92,7 +92,7 @@ final class PoolHandoffFixture: @unchecked Sendable {
 
 func queueBenchmarks() {
     // One thread, batches of 64 as the data path moves them: the cost of the operations alone.
-    let oneThread = configuration(scalingFactor: .kilo, singleThreaded: true)
+    let oneThread = configuration(scalingFactor: .kilo)
 
     Benchmark("SPSCIndexRing-push-pop-1-thread", configuration: oneThread) { benchmark, ring in
         var sum = 0
@@ -141,7 +141,7 @@ func queueBenchmarks() {
 
     // Two threads: a producer thread and the benchmark thread as consumer. Each side spins
     // briefly, then yields, when the queue is full or empty.
-    let twoThreads = configuration(scalingFactor: .mega, singleThreaded: false, warmupIterations: 2, timeTolerance: 35)
+    let twoThreads = configuration(scalingFactor: .mega, warmupIterations: 2, timeTolerance: threadedTimeTolerance)
 
     let spsc = Fixture<HandoffFixture<SPSCIndexRing>>()
     Benchmark("SPSCIndexRing-handoff-2-threads", configuration: twoThreads) { benchmark in

@@ -62,7 +62,7 @@ func routeLookupBenchmarks() {
     for routes in [10, 1_000, 10_000] {
         Benchmark(
             "RouteTable.lookup-\(routes)-routes",
-            configuration: configuration(scalingFactor: .kilo, singleThreaded: true),
+            configuration: configuration(scalingFactor: .kilo),
             closure: lookUpAll
         ) {
             RouteLookupFixture(routes: routes)
@@ -70,7 +70,7 @@ func routeLookupBenchmarks() {
     }
     Benchmark(
         "RouteTable.lookup-10000-routes-all-24",
-        configuration: configuration(scalingFactor: .kilo, singleThreaded: true),
+        configuration: configuration(scalingFactor: .kilo),
         closure: lookUpAll
     ) {
         RouteLookupFixture(leases: 10_000)

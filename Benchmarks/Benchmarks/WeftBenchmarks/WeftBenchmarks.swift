@@ -6,8 +6,10 @@ import Benchmark
 //
 // Thresholds (`swift package benchmark thresholds check`) compare the p90 of each metric with the
 // stored p90 in Thresholds/. Mallocs must match exactly: the packet paths allocate nothing, so one
-// allocation more is a regression. Times may drift by `timeTolerance` percent either way before
-// they count as a change: the 2-core VMs the project builds on vary that much between quiet runs.
+// allocation more is a regression. Times may move by `timeTolerance` percent (more for benchmarks
+// running several threads) either way before they count as a change: on the 2-vCPU VMs the
+// project builds on, a single-threaded p90 moves by 20 % between quiet runs, and another
+// process on the other vCPU moves it by more.
 let benchmarks: @Sendable () -> Void = {
     routeLookupBenchmarks()
     packetRuleBenchmarks()
@@ -16,36 +18,31 @@ let benchmarks: @Sendable () -> Void = {
 }
 
 /// Percent a time or throughput p90 may move before `thresholds check` reports it.
-let timeTolerance = 25.0
+let timeTolerance = 30.0
+
+/// The same for benchmarks whose threads share the two cores with each other.
+let threadedTimeTolerance = 50.0
 
 /// Metrics and tolerances shared by all benchmarks.
 ///
-/// `instructions` (perf_events) counts the benchmark thread only, so it is asked for only where
-/// all the work runs on that thread; wall clock and throughput cover the others.
+/// No `instructions` (nor CPU time or other OS metrics): in benchmark 1.38.1 any of them makes the
+/// executor read /proc/self/stat and /proc/self/io at the start and end of every iteration,
+/// inside the window that counts mallocs, which adds 16 mallocs per iteration and would hide one
+/// of ours (`operatingSystemsStatsProducerNeeded` is true for `.instructions`). This VM has no
+/// hardware PMU for `instructions` anyway.
 func configuration(
     scalingFactor: BenchmarkScalingFactor,
-    singleThreaded: Bool,
     warmupIterations: Int = 5,
     maxDuration: Duration = .seconds(2),
     timeTolerance: Double = timeTolerance
 ) -> Benchmark.Configuration {
-    var metrics: [BenchmarkMetric] = [.throughput, .wallClock, .mallocCountTotal]
     let time = BenchmarkThresholds(relative: [.p90: timeTolerance])
-    var thresholds: [BenchmarkMetric: BenchmarkThresholds] = [
-        .throughput: time,
-        .wallClock: time,
-        .mallocCountTotal: .strict,
-    ]
-    if singleThreaded {
-        metrics.append(.instructions)
-        thresholds[.instructions] = BenchmarkThresholds(relative: [.p90: 5.0])
-    }
     return .init(
-        metrics: metrics,
+        metrics: [.throughput, .wallClock, .mallocCountTotal],
         warmupIterations: warmupIterations,
         scalingFactor: scalingFactor,
         maxDuration: maxDuration,
         maxIterations: 1_000_000,
-        thresholds: thresholds
+        thresholds: [.throughput: time, .wallClock: time, .mallocCountTotal: .strict]
     )
 }
