@@ -6,27 +6,25 @@ import WeftDataPath
 import WeftLinux
 
 /// Counts packets that left the data path (sent to the fake socket or written to the fake TUN)
-/// and wakes the benchmark thread when the packets it offered have all come out.
+/// and signals the benchmark thread each time another `burst` of them has come out.
 final class Completion: @unchecked Sendable {
     private let done = Atomic<Int>(0)
-    private let goal = Atomic<Int>(0)
+    private let burst: Int
     private let semaphore = DispatchSemaphore(value: 0)
 
-    /// Called by the benchmark thread before offering `count` more packets.
-    func expect(_ count: Int) {
-        goal.store(done.load(ordering: .acquiring) + count, ordering: .releasing)
+    init(burst: Int) {
+        self.burst = burst
     }
 
     /// Called by data-path threads: `count` more packets came out.
     @inline(__always)
     func add(_ count: Int) {
         let now = done.add(count, ordering: .acquiringAndReleasing).newValue
-        let goal = goal.load(ordering: .acquiring)
-        if now >= goal && now - count < goal { semaphore.signal() }
+        for _ in 0..<(now / burst - (now - count) / burst) { semaphore.signal() }
     }
 
-    /// Blocks until the expected packets came out; false after `seconds` without them (a packet
-    /// was dropped or lost: the benchmark must stop rather than hang).
+    /// Blocks until one more burst has come out; false after `seconds` without it (a packet was
+    /// dropped or lost: the benchmark must stop rather than hang).
     func wait(seconds: Int = 10) -> Bool {
         semaphore.wait(timeout: .now() + .seconds(seconds)) == .success
     }

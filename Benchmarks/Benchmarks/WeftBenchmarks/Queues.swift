@@ -15,48 +15,64 @@ protocol IndexQueue: AnyObject, Sendable {
 extension SPSCIndexRing: IndexQueue {}
 extension MPMCIndexQueue: IndexQueue {}
 
-/// A producer thread pushing `count` indices into a queue while the benchmark thread pops them:
+/// A producer thread pushing `count` indices into a queue while a consumer thread pops them:
 /// the reader→worker handoff of the data path, without the packets. Indices must arrive in order.
+///
+/// The two threads are pinned to CPUs 0 and 1, so every run measures the cross-core handoff;
+/// left to the scheduler they sometimes share one vCPU and take turns, which is several times
+/// faster (no cache line crosses cores) and made runs 3x apart.
 final class HandoffFixture<Queue: IndexQueue>: @unchecked Sendable {
     let queue: Queue
-    let helper: HelperThread
+    let producer: HelperThread
+    let consumer: HelperThread
 
     init(_ queue: Queue) {
         self.queue = queue
-        helper = HelperThread { count in
+        producer = HelperThread(cpu: 1) { count in
             var attempts = 0
             for index in 0..<count {
                 while !queue.push(Int32(truncatingIfNeeded: index)) { backOff(&attempts) }
+            }
+        }
+        consumer = HelperThread(cpu: 0) { count in
+            var received = 0
+            var attempts = 0
+            while received < count {
+                if let value = queue.pop() {
+                    precondition(value == Int32(truncatingIfNeeded: received), "index out of order")
+                    received += 1
+                } else {
+                    backOff(&attempts)
+                }
             }
         }
     }
 
     /// Hands `count` indices over and checks their order.
     func run(_ count: Int) {
-        helper.begin(count)
-        var received = 0
-        var attempts = 0
-        while received < count {
-            if let value = queue.pop() {
-                precondition(value == Int32(truncatingIfNeeded: received), "index out of order")
-                received += 1
-            } else {
-                backOff(&attempts)
-            }
-        }
-        helper.wait()
+        consumer.begin(count)
+        producer.begin(count)
+        producer.wait()
+        consumer.wait()
+    }
+
+    func stop() {
+        producer.stop()
+        consumer.stop()
     }
 }
 
 /// The data path's slot cycle across two threads: the producer (the TUN reader) takes a slot from
 /// the pool and queues its index; the consumer (a worker) dequeues it and gives the slot back.
+/// Pinned to CPUs 1 and 0 as `HandoffFixture`.
 final class PoolHandoffFixture: @unchecked Sendable {
     let pool = PacketPool(slotCount: 1024 + 64, slotSize: 2048)
     let ring = SPSCIndexRing(capacity: 1024)
-    let helper: HelperThread
+    let producer: HelperThread
+    let consumer: HelperThread
 
     init() {
-        helper = HelperThread { [pool, ring] count in
+        producer = HelperThread(cpu: 1) { [pool, ring] count in
             var attempts = 0
             for _ in 0..<count {
                 var slot = pool.allocate()
@@ -69,24 +85,33 @@ final class PoolHandoffFixture: @unchecked Sendable {
                 while !ring.push(slot!) { backOff(&attempts) }
             }
         }
+        consumer = HelperThread(cpu: 0) { [pool, ring] count in
+            var received = 0
+            var attempts = 0
+            var check = 0
+            while received < count {
+                if let slot = ring.pop() {
+                    check &+= Int(pool.buffer(slot).load(as: UInt8.self))
+                    pool.release(slot)
+                    received += 1
+                } else {
+                    backOff(&attempts)
+                }
+            }
+            precondition(check == 0x45 * count)
+        }
     }
 
     func run(_ count: Int) {
-        helper.begin(count)
-        var received = 0
-        var attempts = 0
-        var check = 0
-        while received < count {
-            if let slot = ring.pop() {
-                check &+= Int(pool.buffer(slot).load(as: UInt8.self))
-                pool.release(slot)
-                received += 1
-            } else {
-                backOff(&attempts)
-            }
-        }
-        helper.wait()
-        precondition(check == 0x45 * count)
+        consumer.begin(count)
+        producer.begin(count)
+        producer.wait()
+        consumer.wait()
+    }
+
+    func stop() {
+        producer.stop()
+        consumer.stop()
     }
 }
 
@@ -139,8 +164,8 @@ func queueBenchmarks() {
         PacketPool(slotCount: 1024 + 64, slotSize: 2048)
     }
 
-    // Two threads: a producer thread and the benchmark thread as consumer. Each side spins
-    // briefly, then yields, when the queue is full or empty.
+    // Two threads, a producer on CPU 1 and a consumer on CPU 0. Each side spins briefly, then
+    // yields, when the queue is full or empty.
     let twoThreads = configuration(scalingFactor: .mega, warmupIterations: 2, timeTolerance: threadedTimeTolerance)
 
     let spsc = Fixture<HandoffFixture<SPSCIndexRing>>()
@@ -149,7 +174,7 @@ func queueBenchmarks() {
     } setup: {
         spsc.value = HandoffFixture(SPSCIndexRing(capacity: 1024))
     } teardown: {
-        spsc.value?.helper.stop()
+        spsc.value?.stop()
         spsc.value = nil
     }
 
@@ -159,7 +184,7 @@ func queueBenchmarks() {
     } setup: {
         mpmc.value = HandoffFixture(MPMCIndexQueue(capacity: 1024))
     } teardown: {
-        mpmc.value?.helper.stop()
+        mpmc.value?.stop()
         mpmc.value = nil
     }
 
@@ -169,7 +194,7 @@ func queueBenchmarks() {
     } setup: {
         pool.value = PoolHandoffFixture()
     } teardown: {
-        pool.value?.helper.stop()
+        pool.value?.stop()
         pool.value = nil
     }
 }

@@ -6,10 +6,12 @@ import Benchmark
 //
 // Thresholds (`swift package benchmark thresholds check`) compare the p90 of each metric with the
 // stored p90 in Thresholds/. Mallocs must match exactly: the packet paths allocate nothing, so one
-// allocation more is a regression. Times may move by `timeTolerance` percent (more for benchmarks
-// running several threads) either way before they count as a change: on the 2-vCPU VMs the
-// project builds on, a single-threaded p90 moves by 20 % between quiet runs, and another
-// process on the other vCPU moves it by more.
+// allocation more is a regression. Times may move by `timeTolerance` percent before they count
+// as a change, enough for the run-to-run spread of single-threaded p90s on a quiet 2-vCPU VM.
+// Where several threads share the two vCPUs (handoffs, data path), the p90 depends on thread
+// placement, idle-vCPU wake-ups and host steal time and was seen up to 4x apart between quiet
+// runs, so only slowdowns beyond `threadedTimeTolerance` (3x) are flagged: a lost wake-up or a
+// lock, not a few percent.
 let benchmarks: @Sendable () -> Void = {
     routeLookupBenchmarks()
     packetRuleBenchmarks()
@@ -21,7 +23,7 @@ let benchmarks: @Sendable () -> Void = {
 let timeTolerance = 30.0
 
 /// The same for benchmarks whose threads share the two cores with each other.
-let threadedTimeTolerance = 50.0
+let threadedTimeTolerance = 200.0
 
 /// Metrics and tolerances shared by all benchmarks.
 ///
