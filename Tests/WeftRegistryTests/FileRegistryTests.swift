@@ -216,18 +216,19 @@ private func leaseKey(_ index: Int) -> String { "\(prefix)10.244.\(index).0-24" 
 
     @Test func aWatcherThatFallsBehindATrimSeesCompacted() async throws {
         try await withTemporaryDirectory { directory in
-            // The watcher polls once at start, then not again for 4 s; meanwhile the log is
-            // trimmed past its position, which it must report rather than silently skip. (With
-            // 1 s, the 20 writes on a loaded CI machine straddled a poll and the watcher kept up.)
-            let registry = FileRegistry(directory: directory, eventLogCapacity: 10, pollInterval: 4)
+            // The watcher polls once at start, then not again for 10 s; meanwhile the log is
+            // trimmed past its position, which it must report rather than silently skip. The 12
+            // writes took up to 2.6 s on a loaded CI run (with a 1 s interval they straddled a
+            // poll and the watcher kept up), so 10 s leaves room; the test lasts one interval.
+            let registry = FileRegistry(directory: directory, eventLogCapacity: 10, pollInterval: 10)
             _ = try await registry.put(leaseKey(1), value: [0], ttl: nil)
             let stream = registry.watch(prefix: "", after: 1)
             try await Task.sleep(for: .milliseconds(200))
             let started = ContinuousClock.now
-            for index in 1...20 { _ = try await registry.put(leaseKey(1), value: [UInt8(index)], ttl: nil) }
-            try #require(ContinuousClock.now - started < .seconds(3.5), "the writes must end before the watcher's next poll")
+            for index in 1...12 { _ = try await registry.put(leaseKey(1), value: [UInt8(index)], ttl: nil) }
+            try #require(ContinuousClock.now - started < .seconds(9.5), "the writes must end before the watcher's next poll")
             await #expect(throws: RegistryError.self) {
-                _ = try await firstEvents(20, of: stream, timeout: 10)
+                _ = try await firstEvents(12, of: stream, timeout: 20)
             }
         }
     }
