@@ -1,4 +1,5 @@
 import Testing
+import WeftCore
 @testable import WeftBench
 
 @Suite struct SequenceTrackerTests {
@@ -80,7 +81,7 @@ import Testing
 
     /// Brute force: random arrivals with loss, reordering and duplication, against a set.
     @Test func matchesABruteForceModel() {
-        var generator = SplitMix(seed: 42)
+        var generator = SplitMix64(seed: 42)
         for round in 0..<20 {
             let sent = UInt64(500 + round * 37)
             var arrivals: [UInt64] = []
@@ -115,15 +116,3 @@ import Testing
     }
 }
 
-/// A small deterministic generator for the brute-force test.
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}

@@ -2,20 +2,6 @@ import WeftCore
 import Glibc
 import Synchronization
 
-/// Deterministic generator so random-table tests reproduce exactly.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 /// Independent, byte-by-byte RFC 1071 checksum so tests do not trust the code under test.
 func referenceChecksum(_ bytes: ArraySlice<UInt8>) -> UInt16 {

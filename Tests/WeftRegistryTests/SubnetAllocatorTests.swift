@@ -2,22 +2,6 @@ import Testing
 import WeftCore
 import WeftRegistry
 
-/// SplitMix64: a tiny seeded generator so every random choice in these tests is reproducible.
-struct SeededGenerator: RandomNumberGenerator {
-    private var state: UInt64
-
-    init(seed: UInt64) {
-        state = seed
-    }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 @Suite struct SubnetAllocatorTests {
     private let ours = IPv4Address("198.18.0.1")!
@@ -35,7 +19,7 @@ struct SeededGenerator: RandomNumberGenerator {
         _ config: NetworkConfig, _ leases: [SubnetLease], previous: String? = nil,
         excluding: Set<IPv4Prefix> = [], seed: UInt64 = 1
     ) -> AllocationPlan {
-        var generator = SeededGenerator(seed: seed)
+        var generator = SplitMix64(seed: seed)
         return SubnetAllocator.choose(
             config: config, leases: leases, publicIP: ours, previous: previous.flatMap(IPv4Prefix.init),
             excluding: excluding, using: &generator)
@@ -84,7 +68,7 @@ struct SeededGenerator: RandomNumberGenerator {
 
     @Test func randomChoiceIsAlwaysFreeAlignedAndInRange() throws {
         let config = try config(#"{"Network":"10.0.0.0/20","SubnetLen":26,"SubnetMin":"10.0.2.0","SubnetMax":"10.0.12.192"}"#)
-        var seedGenerator = SeededGenerator(seed: 0xC0FFEE)
+        var seedGenerator = SplitMix64(seed: 0xC0FFEE)
         for seed in 0..<300 as Range<UInt64> {
             // A different random set of peer leases each round, some wider than SubnetLen.
             var leases: [SubnetLease] = []

@@ -3,20 +3,6 @@ import Glibc
 import Synchronization
 import WeftCore
 
-/// Deterministic generator, so every run looks up the same addresses in the same tables.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 /// Writes a valid IPv4/UDP packet (no options, DF set, correct header checksum, UDP checksum 0)
 /// of `20 + 8 + payloadLength` bytes at `base` and returns its length.
