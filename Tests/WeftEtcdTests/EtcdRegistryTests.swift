@@ -60,7 +60,9 @@ struct EtcdRegistryOfflineTests {
             #expect(message.contains(dead[0]) && message.contains(dead[1]))
             #expect(message.contains("connection refused"))
         }
-        #expect(ContinuousClock.now - started < .seconds(5))
+        // A bound against hanging (waiting for a watch or retrying forever), not a speed goal:
+        // refused connections take milliseconds, but a loaded CI machine once needed 6.3 s.
+        #expect(ContinuousClock.now - started < .seconds(15))
     }
 }
 
