@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import WeftTestSupport
 import WeftRegistry
 @testable import WeftEtcd
 #if canImport(Glibc)
@@ -118,26 +119,10 @@ func freePort() throws -> Int {
 func collect(_ stream: AsyncThrowingStream<RegistryEvent, Error>, count: Int, within timeout: Duration)
     async throws -> [RegistryEvent]
 {
-    try await withThrowingTaskGroup(of: [RegistryEvent]?.self) { group in
-        group.addTask {
-            var events: [RegistryEvent] = []
-            for try await event in stream {
-                events.append(event)
-                if events.count == count { break }
-            }
-            return events
-        }
-        group.addTask {
-            try await Task.sleep(for: timeout)
-            return nil
-        }
-        let first = try await group.next()!
-        group.cancelAll()
-        guard let events = first else {
-            throw RegistryError.unavailable("watch gave fewer than \(count) events within \(timeout)")
-        }
-        return events
+    guard let events = try await firstElements(count, of: stream, within: timeout) else {
+        throw RegistryError.unavailable("watch gave fewer than \(count) events within \(timeout)")
     }
+    return events
 }
 
 /// A throwaway PKI made with the openssl CLI: a CA, a server certificate for 127.0.0.1 (IP SAN),

@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import Synchronization
 import Testing
+import WeftTestSupport
 import WeftRegistry
 
 /// A clock the test moves by hand, so expiry needs no sleeping.
@@ -16,27 +17,11 @@ private final class ManualClock: Sendable {
 private func firstEvents(
     _ count: Int, of stream: AsyncThrowingStream<RegistryEvent, Error>, timeout: Double = 5
 ) async throws -> [RegistryEvent] {
-    try await withThrowingTaskGroup(of: [RegistryEvent]?.self) { group in
-        group.addTask {
-            var events: [RegistryEvent] = []
-            for try await event in stream {
-                events.append(event)
-                if events.count == count { break }
-            }
-            return events
-        }
-        group.addTask {
-            try await Task.sleep(for: .seconds(timeout))
-            return nil
-        }
-        let first = try await group.next()!
-        group.cancelAll()
-        guard let events = first else {
-            Issue.record("timed out waiting for \(count) events")
-            return []
-        }
-        return events
+    guard let events = try await firstElements(count, of: stream, within: .seconds(timeout)) else {
+        Issue.record("timed out waiting for \(count) events")
+        return []
     }
+    return events
 }
 
 private func bytes(_ text: String) -> [UInt8] { Array(text.utf8) }

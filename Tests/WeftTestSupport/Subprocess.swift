@@ -79,3 +79,26 @@ public func findInPath(_ command: String) -> String? {
     let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/sbin:/usr/bin:/sbin:/bin"
     return path.split(separator: ":").map { "\($0)/\(command)" }.first { access($0, X_OK) == 0 }
 }
+
+/// The first `count` elements of `stream`, or nil if they do not all arrive within `timeout`;
+/// an error the stream throws is rethrown. Callers decide what a timeout means for them.
+public func firstElements<Element: Sendable>(_ count: Int, of stream: AsyncThrowingStream<Element, Error>,
+                                            within timeout: Duration) async throws -> [Element]? {
+    try await withThrowingTaskGroup(of: [Element]?.self) { group in
+        group.addTask {
+            var elements: [Element] = []
+            for try await element in stream {
+                elements.append(element)
+                if elements.count == count { break }
+            }
+            return elements
+        }
+        group.addTask {
+            try await Task.sleep(for: timeout)
+            return nil
+        }
+        let first = try await group.next()!
+        group.cancelAll()
+        return first
+    }
+}
