@@ -16,19 +16,7 @@ extension EtcdRegistry {
     /// Gap: the watch is not opened with etcd's require-leader option, so a member cut off from
     /// its cluster keeps a quiet stream open instead of ending it.
     public func watch(prefix: String, after revision: Int64) -> AsyncThrowingStream<RegistryEvent, Error> {
-        AsyncThrowingStream { continuation in
-            let task = Task {
-                do {
-                    try await self.watchLoop(prefix: prefix, after: revision) { continuation.yield($0) }
-                    continuation.finish()
-                } catch is CancellationError {
-                    continuation.finish()
-                } catch {
-                    continuation.finish(throwing: error)
-                }
-            }
-            continuation.onTermination = { _ in task.cancel() }
-        }
+        .producedByTask { yield in try await self.watchLoop(prefix: prefix, after: revision, deliver: yield) }
     }
 
     static let minimumBackoff = 0.1

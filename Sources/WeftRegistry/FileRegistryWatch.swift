@@ -11,34 +11,24 @@ extension FileRegistry {
     /// (the caller re-lists and watches from the list's revision), and when the consuming task is
     /// cancelled.
     public func watch(prefix: String, after revision: Int64) -> AsyncThrowingStream<RegistryEvent, Error> {
-        AsyncThrowingStream { continuation in
-            let task = Task {
-                var cursor = LogCursor(lastRevision: revision)
-                var lastSweep = ContinuousClock.now - .seconds(3600)
-                do {
-                    while !Task.isCancelled {
-                        if ContinuousClock.now - lastSweep >= .seconds(sweepInterval) {
-                            lastSweep = .now
-                            // A read-only watcher cannot delete; it still sees deletes made by others.
-                            _ = try? await offload {
-                                if try self.hasExpiredEntries() { try self.mutate { _ in } }
-                            }
-                        }
-                        let (events, next) = try await offload { [cursor] in try self.poll(cursor) }
-                        cursor = next
-                        for event in events where event.key.hasPrefix(prefix) {
-                            continuation.yield(event)
-                        }
-                        try await Task.sleep(for: .seconds(pollInterval))
+        .producedByTask { yield in
+            var cursor = LogCursor(lastRevision: revision)
+            var lastSweep = ContinuousClock.now - .seconds(3600)
+            while !Task.isCancelled {
+                if ContinuousClock.now - lastSweep >= .seconds(sweepInterval) {
+                    lastSweep = .now
+                    // A read-only watcher cannot delete; it still sees deletes made by others.
+                    _ = try? await offload {
+                        if try self.hasExpiredEntries() { try self.mutate { _ in } }
                     }
-                    continuation.finish()
-                } catch is CancellationError {
-                    continuation.finish()
-                } catch {
-                    continuation.finish(throwing: error)
                 }
+                let (events, next) = try await offload { [cursor] in try self.poll(cursor) }
+                cursor = next
+                for event in events where event.key.hasPrefix(prefix) {
+                    yield(event)
+                }
+                try await Task.sleep(for: .seconds(pollInterval))
             }
-            continuation.onTermination = { _ in task.cancel() }
         }
     }
 
