@@ -39,17 +39,14 @@ public enum BenchClient {
         defer { storage.deallocate() }
         storage.initializeMemory(as: UInt8.self, repeating: 0, count: capacity * size)
         let batch = DatagramBatch(capacity: capacity)
-        var measuring = options.warmup <= 0
+        let start = MonotonicClock.nanoseconds()
+        var window = MeasurementWindow(start: start, options: options)
         for i in 0..<capacity {
             let datagram = storage + i * size
-            BenchDatagram.write(.init(test: session.test, kind: measuring ? .rate : .rateWarmUp, sequence: 0), to: datagram)
+            BenchDatagram.write(.init(test: session.test, kind: window.measuring ? .rate : .rateWarmUp, sequence: 0), to: datagram)
             batch.setSend(i, UnsafeRawBufferPointer(start: datagram, count: size), to: options.server, port: options.port)
         }
 
-        let start = MonotonicClock.nanoseconds()
-        var measureStart = start
-        var measureEnd = start + nanoseconds(options.duration)
-        let warmupEnd = start + nanoseconds(options.warmup)
         var sequence: UInt64 = 0          // measured datagrams numbered so far (= sent)
         var warmupSequence: UInt64 = 0
         var refused: UInt64 = 0
@@ -58,22 +55,19 @@ public enum BenchClient {
         var now = start
         while true {
             now = MonotonicClock.nanoseconds()
-            if !measuring && now >= warmupEnd {
-                measuring = true
+            if window.advance(now: now) {
                 for i in 0..<capacity { BenchDatagram.setKind(.rate, at: storage + i * size) }
-                measureStart = now
-                measureEnd = now + nanoseconds(options.duration)
             }
-            if measuring && now >= measureEnd { break }
+            if window.isOver(now: now) { break }
             if now >= nextCheck {
                 nextCheck = now + checkInterval
                 try session.checkControl()
-                if let line = meter.line(now: now, warmingUp: !measuring, format: { count, seconds in
+                if let line = meter.line(now: now, warmingUp: !window.measuring, format: { count, seconds in
                     let pps = Double(count) / seconds
                     return "\(fixed(pps / 1000, 1)) kpps  \(rate(pps * Double(size) * 8)) sent"
                 }) { progress(line) }
             }
-            let first = measuring ? sequence : warmupSequence
+            let first = window.measuring ? sequence : warmupSequence
             for i in 0..<capacity {
                 BenchDatagram.setSequence(first &+ UInt64(i), at: storage + i * size)
             }
@@ -81,7 +75,7 @@ public enum BenchClient {
             do { outcome = try socket.send(batch, count: capacity) } catch {
                 throw BenchError("sending UDP to \(options.server):\(options.port): \(error)")
             }
-            if measuring {
+            if window.measuring {
                 sequence += UInt64(capacity)
                 refused += UInt64(outcome.failed)
             } else {
@@ -89,7 +83,7 @@ public enum BenchClient {
             }
             meter.count += UInt64(outcome.sent)
         }
-        let seconds = Double(now - measureStart) / 1e9
+        let seconds = Double(now - window.start) / 1e9
         if refused > 0 {
             progress("note: the kernel refused \(refused) of \(sequence) datagrams (counted as sent and lost)")
         }
@@ -186,10 +180,7 @@ public enum BenchClient {
         let replyTimeout = nanoseconds(options.replyTimeout)
 
         let start = MonotonicClock.nanoseconds()
-        var measuring = options.warmup <= 0
-        let warmupEnd = start + nanoseconds(options.warmup)
-        var measureStart = start
-        var measureEnd = start + nanoseconds(options.duration)
+        var window = MeasurementWindow(start: start, options: options)
         var sequence: UInt64 = 0
         var nextCheck = start + checkInterval
         var nextProgress = start + progressInterval
@@ -197,12 +188,8 @@ public enum BenchClient {
         do {
             while true {
                 now = MonotonicClock.nanoseconds()
-                if !measuring && now >= warmupEnd {
-                    measuring = true
-                    measureStart = now
-                    measureEnd = now + nanoseconds(options.duration)
-                }
-                if measuring && now >= measureEnd { break }
+                window.advance(now: now)
+                if window.isOver(now: now) { break }
                 if now >= nextCheck {
                     nextCheck = now + checkInterval
                     try session.checkControl()
@@ -212,7 +199,7 @@ public enum BenchClient {
                         let p50 = Double(histogram.valueAtPercentile(50)) / 1000
                         let p99 = Double(histogram.valueAtPercentile(99)) / 1000
                         progress("\(pad(elapsed, 5)) s  \(samples) samples  p50 \(fixed(p50, 1)) us  p99 \(fixed(p99, 1)) us  lost \(lost)"
-                                 + (measuring ? "" : "  (warm-up)"))
+                                 + (window.measuring ? "" : "  (warm-up)"))
                     }
                 }
                 let sentAt = MonotonicClock.nanoseconds()
@@ -235,7 +222,7 @@ public enum BenchClient {
                         roundTrip = arrived - sentAt
                     }
                 }
-                if measuring {
+                if window.measuring {
                     if let roundTrip {
                         histogram.record(min(roundTrip, histogram.highestTrackableValue))
                         sum &+= roundTrip
@@ -251,7 +238,7 @@ public enum BenchClient {
         } catch {
             throw BenchError("UDP to \(options.server):\(options.port): \(error)")
         }
-        let seconds = Double(now - measureStart) / 1e9
+        let seconds = Double(now - window.start) / 1e9
         try session.send(ControlMessage("done"))
         _ = try session.receive("result", within: resultTimeout)
         func microseconds(_ value: UInt64) -> Double { samples > 0 ? Double(value) / 1000 : 0 }
@@ -424,6 +411,36 @@ private final class StreamSenders: @unchecked Sendable {
 }
 
 /// Rates over the last second for the progress lines.
+/// Warm-up, then `options.duration` of measurement from the moment warm-up ends (CLOCK_MONOTONIC ns).
+struct MeasurementWindow {
+    private let warmupEnd: UInt64
+    private let duration: UInt64
+    private(set) var measuring: Bool
+    /// When measurement began (the test's start until then).
+    private(set) var start: UInt64
+    private var end: UInt64
+
+    init(start: UInt64, options: BenchOptions) {
+        warmupEnd = start + nanoseconds(options.warmup)
+        duration = nanoseconds(options.duration)
+        measuring = options.warmup <= 0
+        self.start = start
+        end = start + duration
+    }
+
+    /// True when this call ends the warm-up.
+    @discardableResult
+    mutating func advance(now: UInt64) -> Bool {
+        guard !measuring, now >= warmupEnd else { return false }
+        measuring = true
+        start = now
+        end = now + duration
+        return true
+    }
+
+    func isOver(now: UInt64) -> Bool { measuring && now >= end }
+}
+
 struct Meter {
     let start: UInt64
     var count: UInt64 = 0
