@@ -90,8 +90,10 @@ import WeftRegistry
     @Test("a watch that falls behind a compaction re-lists and still ends with every peer")
     func compactionRelists() async throws {
         try await withTemporaryDirectory { directory in
-            // An event log of 4 lines: 12 quick leases compact it many times under the watcher.
-            let registry = FileRegistry(directory: directory, eventLogCapacity: 4, pollInterval: 0.2, sweepInterval: 0.1)
+            // An event log of 4 lines: 12 leases compact it many times under the watcher, which
+            // polls every 3 s so that it falls behind even when a loaded CI machine makes the
+            // leases slow (with 0.2 s it once kept up, and nothing was compacted).
+            let registry = FileRegistry(directory: directory, eventLogCapacity: 4, pollInterval: 3, sweepInterval: 0.1)
             let messages = Mutex<[String]>([])
             let node = LeaseManager(registry: registry, configuration: LeaseManagerConfiguration(publicIP: IPv4Address("198.18.0.1")!)) { message in
                 messages.withLock { $0.append(message) }
