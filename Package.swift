@@ -13,6 +13,8 @@ let package = Package(
         // PacketTunnel and DatagramTransport interfaces use, so fakes can implement them.
         .library(name: "WeftLinux", targets: ["WeftLinux"]),
         .library(name: "WeftDataPath", targets: ["WeftDataPath"]),
+        // In-memory TUN and UDP socket for the data-path tests and Benchmarks/.
+        .library(name: "WeftDataPathTesting", targets: ["WeftDataPathTesting"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -30,6 +32,10 @@ let package = Package(
         .target(name: "WeftLinux", dependencies: ["CWeftLinux", "WeftCore"]),
         // Threads that move packets between the TUN and the UDP socket.
         .target(name: "WeftDataPath", dependencies: ["WeftCore", "WeftLinux"]),
+        // In-memory PacketTunnel and DatagramTransport fakes that record what the threads wrote
+        // and sent, inject packets and faults, or (for benchmarks) replay a packet set without
+        // allocating; packet builders for both.
+        .target(name: "WeftDataPathTesting", dependencies: ["WeftCore", "WeftLinux", "WeftDataPath"]),
         // Subnet leases as flanneld keeps them: net config, lease keys and values, subnet.env,
         // subnet choice, and the registries that store leases. Never touches packets.
         .target(name: "WeftRegistry", dependencies: ["WeftCore"]),
@@ -71,8 +77,9 @@ let package = Package(
         ),
         // Shared by the test targets: subprocesses with bounded waits, temporary directories.
         .target(name: "WeftTestSupport", dependencies: ["WeftLinux"], path: "Tests/WeftTestSupport"),
-        .testTarget(name: "WeftCoreTests", dependencies: ["WeftCore"]),
+        .testTarget(name: "WeftCoreTests", dependencies: ["WeftCore", "WeftDataPathTesting"]),
         .testTarget(name: "WeftLinuxTests", dependencies: ["WeftLinux", "WeftCore"]),
+        .testTarget(name: "WeftDataPathTests", dependencies: ["WeftDataPath", "WeftDataPathTesting", "WeftLinux", "WeftCore"]),
         .testTarget(name: "WeftRegistryTests", dependencies: ["WeftRegistry", "WeftCore", "WeftTestSupport"]),
         .testTarget(name: "WeftEtcdTests", dependencies: ["WeftCore", "WeftEtcd", "WeftRegistry", "WeftTestSupport"]),
         .testTarget(name: "WeftCaptureTests", dependencies: ["WeftCapture", "WeftCore", "WeftLinux", "WeftTestSupport"]),

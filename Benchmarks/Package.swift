@@ -23,6 +23,7 @@ let package = Package(
                 .product(name: "WeftCore", package: "Weft"),
                 .product(name: "WeftLinux", package: "Weft"),
                 .product(name: "WeftDataPath", package: "Weft"),
+                .product(name: "WeftDataPathTesting", package: "Weft"),
             ],
             path: "Benchmarks/WeftBenchmarks",
             plugins: [

@@ -131,7 +131,22 @@ public final class DatagramBatch: @unchecked Sendable {
 
     /// Entry `i` was set for send with a segment size (a UDP_SEGMENT control message).
     func hasSegmentSize(_ i: Int) -> Bool {
-        messages[i].msg_hdr.msg_controllen != 0 && findControl(i, type: CWeftLinux_UDP_SEGMENT, size: MemoryLayout<UInt16>.size) != nil
+        sendSegmentSize(i) != nil
+    }
+
+    /// For send entry `i`: the UDP_SEGMENT size it was set with, nil for one plain datagram.
+    /// With `sendVectors` this lets a `DatagramTransport` other than `UDPSocket` see what
+    /// sendmmsg would send.
+    public func sendSegmentSize(_ i: Int) -> Int? {
+        precondition(i >= 0 && i < capacity, "DatagramBatch index out of range")
+        guard let data = findControl(i, type: CWeftLinux_UDP_SEGMENT, size: MemoryLayout<UInt16>.size) else { return nil }
+        return Int(data.loadUnaligned(as: UInt16.self))
+    }
+
+    /// For send entry `i`: the scatter/gather list whose bytes, in order, form its payload.
+    public func sendVectors(_ i: Int) -> UnsafeBufferPointer<iovec> {
+        precondition(i >= 0 && i < capacity, "DatagramBatch index out of range")
+        return UnsafeBufferPointer(start: messages[i].msg_hdr.msg_iov, count: messages[i].msg_hdr.msg_iovlen)
     }
 
     /// For received entry `i`: the UDP_GRO segment size when the kernel coalesced datagrams
@@ -187,19 +202,33 @@ public final class DatagramBatch: @unchecked Sendable {
         return UnsafeMutableRawBufferPointer(start: iovecs[i].iov_base, count: receiveCapacities[i])
     }
 
-    /// Records entry `i` as recvmmsg would after receiving one plain datagram (no UDP_GRO
-    /// segment size) of `length` bytes from address:port, already copied into
-    /// `receiveBuffer(i)`. A `length` above the buffer's size marks the entry truncated, as
-    /// MSG_TRUNC does. For transports other than `UDPSocket`; the socket fills entries itself.
-    public func setReceived(_ i: Int, length: Int, from address: IPv4Address, port: UInt16) {
+    /// Records entry `i` as recvmmsg would after receiving `length` bytes from address:port,
+    /// already copied into `receiveBuffer(i)`: one plain datagram, or with `segmentSize` a
+    /// UDP_GRO run of datagrams of that size back to back (the last possibly shorter). A
+    /// `length` above the buffer's size marks the entry truncated, as MSG_TRUNC does. For
+    /// transports other than `UDPSocket`; the socket fills entries itself.
+    public func setReceived(_ i: Int, length: Int, from address: IPv4Address, port: UInt16, segmentSize: Int? = nil) {
         precondition(i >= 0 && i < capacity, "DatagramBatch index out of range")
         precondition(length >= 0 && length <= Int(UInt32.max), "datagram length out of range")
         setDestination(i, address, port)
         iovecs[i].iov_len = receiveCapacities[i]
         messages[i].msg_hdr.msg_iov = iovecs + i
         messages[i].msg_hdr.msg_iovlen = 1
-        messages[i].msg_hdr.msg_control = nil
-        messages[i].msg_hdr.msg_controllen = 0
+        if let segmentSize {
+            precondition(segmentSize > 0 && segmentSize <= Int(UInt16.max), "segmentSize must be 1...65535")
+            let base = control(i)
+            base.initializeMemory(as: UInt8.self, repeating: 0, count: Self.controlSpace)
+            messages[i].msg_hdr.msg_control = base
+            messages[i].msg_hdr.msg_controllen = CWeftLinux_CMSG_SPACE(MemoryLayout<Int32>.size)
+            let header = CWeftLinux_CMSG_FIRSTHDR(&messages[i].msg_hdr)!
+            header.pointee.cmsg_level = CWeftLinux_SOL_UDP
+            header.pointee.cmsg_type = CWeftLinux_UDP_GRO
+            header.pointee.cmsg_len = CWeftLinux_CMSG_LEN(MemoryLayout<Int32>.size)
+            UnsafeMutableRawPointer(CWeftLinux_CMSG_DATA(header)!).storeBytes(of: Int32(segmentSize), as: Int32.self)
+        } else {
+            messages[i].msg_hdr.msg_control = nil
+            messages[i].msg_hdr.msg_controllen = 0
+        }
         messages[i].msg_hdr.msg_flags = length > receiveCapacities[i] ? CWeftLinux_MSG_TRUNC : 0
         messages[i].msg_len = UInt32(length)
     }

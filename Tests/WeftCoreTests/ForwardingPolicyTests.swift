@@ -1,5 +1,6 @@
 import Testing
 import WeftCore
+import WeftDataPathTesting
 
 private let localLease = IPv4Prefix("10.244.1.0/24")!
 private let peerA = IPv4Address(192, 168, 0, 2)

@@ -1,5 +1,6 @@
 import Testing
 import WeftCore
+import WeftDataPathTesting
 
 private func validate(_ bytes: [UInt8]) -> DropReason? {
     bytes.withUnsafeBytes { IPv4Header.validate($0) }

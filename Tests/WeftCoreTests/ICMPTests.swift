@@ -1,5 +1,6 @@
 import Testing
 import WeftCore
+import WeftDataPathTesting
 
 /// A 28-byte ICMP echo request, TTL 1, 10.244.1.5 → 10.244.9.9, id 1, seq 7.
 private let echoOffender: [UInt8] = [

@@ -1,5 +1,6 @@
 import Testing
 import WeftCore
+import WeftDataPathTesting
 
 // MARK: helpers (independent of the code under test: byte arrays and referenceChecksum)
 

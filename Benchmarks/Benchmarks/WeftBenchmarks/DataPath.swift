@@ -2,6 +2,7 @@ import Benchmark
 import Glibc
 import WeftCore
 import WeftDataPath
+import WeftDataPathTesting
 import WeftLinux
 
 /// The real `Forwarder` (TUN reader, workers, receiver, on their own threads) over a fake TUN and
@@ -70,8 +71,8 @@ final class DataPathFixture: @unchecked Sendable {
                 payloadLength: 64)
         }
         let senders = (0..<Self.flows).map { IPv4Address(198, 18, 0, peers[$0 % peers.count]) }
-        tunnel = try FakeTunnel(packets: outbound, vnetHeaderSize: offloads ? VirtioNetHeader.size : 0, completion: completion)
-        transport = try FakeTransport(datagrams: inbound, senders: senders, port: Self.port, completion: completion)
+        tunnel = try FakeTunnel(repeating: outbound, vnetHeaderSize: offloads ? VirtioNetHeader.size : 0, completion: completion)
+        transport = try FakeTransport(repeating: inbound, senders: senders, port: Self.port, completion: completion)
         let routes = RouteTableStore(RouteTable(peers.map {
             Route(subnet: IPv4Prefix(address: IPv4Address(10, 244, $0, 0), length: 24), nextHop: IPv4Address(198, 18, 0, $0))
         }))

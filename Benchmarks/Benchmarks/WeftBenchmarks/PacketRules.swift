@@ -1,5 +1,6 @@
 import Benchmark
 import WeftCore
+import WeftDataPathTesting
 
 /// 64 valid 92-byte IPv4/UDP packets (a 64-byte payload, as the lab's pps test sends) from pods
 /// of 10.244.1.0/24 to 16 peers' subnets 10.244.2.0/24 ... 10.244.17.0/24, with TTL 255 so the
