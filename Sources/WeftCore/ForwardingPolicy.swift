@@ -12,15 +12,18 @@ public enum Decision: Equatable, Sendable {
 public struct ForwardingPolicy: Sendable {
     /// This node's lease, e.g. 10.244.1.0/24.
     public var localSubnet: IPv4Prefix
-    /// Largest inner packet one datagram may carry (underlay MTU − 28).
+    /// Largest inner packet one datagram may carry: underlay MTU − 28, at most `largestPathMTU`.
     public var pathMTU: Int
+    /// The most one IPv4 UDP datagram can carry (65,535 − 20 − 8). An underlay MTU of 64 KiB
+    /// (lo) would allow more, but no send could carry it.
+    public static let largestPathMTU = 65507
     /// Whether inbound datagrams must come from a known peer that owns the inner source; false only for NAT setups.
     public var checkPeerAddress: Bool
 
     /// Makes a policy.
     public init(localSubnet: IPv4Prefix, pathMTU: Int, checkPeerAddress: Bool = true) {
         self.localSubnet = localSubnet
-        self.pathMTU = pathMTU
+        self.pathMTU = min(pathMTU, Self.largestPathMTU)
         self.checkPeerAddress = checkPeerAddress
     }
 

@@ -95,6 +95,11 @@ final class InboundReceiver {
         let total = batch.length(i)
         let datagramSize = batch.segmentSize(i) ?? total
         let sender = batch.sender(i).address
+        guard total > 0 else {
+            // An empty datagram carries no packet, but it was received: it is counted too.
+            shard.countDrop(.udpToTun, .tooShort)
+            return
+        }
         var offset = 0
         while offset < total {
             let end = min(total, offset + max(1, datagramSize))

@@ -24,7 +24,7 @@ final class OutboundWorker {
     /// Segment headers per batch; a 64 KiB super-packet at the smallest sane MSS fits easily.
     private static let segmentCapacity = 1024
     private static let headerStride = 128
-    private static let maxGSOBytes = 65507
+    private static let maxGSOBytes = ForwardingPolicy.largestPathMTU
 
     private let batch: DatagramBatch
     /// Slots whose bytes the pending batch points into; released once it is sent.
@@ -164,9 +164,10 @@ final class OutboundWorker {
         let end = cut.upperBound
         while first < end {
             // A UDP_SEGMENT send is still one UDP datagram to the kernel until it is cut, so the
-            // whole run must fit a UDP length (65507 bytes of payload).
+            // whole run must fit a UDP length (65507 bytes of payload). The policy refused any
+            // segment larger than that (the path MTU is capped there), so a run always advances.
             let packetSize = segments[first].headerLength + segments[first].payloadLength
-            let runEnd = min(end, first + min(segmentsPerSend, Self.maxGSOBytes / packetSize))
+            let runEnd = min(end, first + max(1, min(segmentsPerSend, Self.maxGSOBytes / packetSize)))
             if pendingEntries == batch.capacity {
                 // Flushing would release this slot's siblings only; ours joins the next batch.
                 if !flush(keepingSegments: true) { return false }

@@ -6,8 +6,14 @@ public enum OverlayDevice {
     /// flannel's `encapOverhead`: the outer IPv4 and UDP headers.
     public static let encapsulationOverhead = 28
 
-    /// Creates the TUN, gives it `<subnet network>/32`, MTU `underlayMTU − 28`, brings it up and
-    /// routes the whole overlay `network` to it. Closing the returned device removes all of it.
+    /// The largest inner packet over an underlay of `underlayMTU`: flannel's MTU − 28, capped
+    /// at what one UDP datagram carries.
+    public static func pathMTU(underlayMTU: Int) -> Int {
+        min(underlayMTU - encapsulationOverhead, ForwardingPolicy.largestPathMTU)
+    }
+
+    /// Creates the TUN, gives it `<subnet network>/32`, MTU `pathMTU(underlayMTU:)`, brings it up
+    /// and routes the whole overlay `network` to it. Closing the returned device removes all of it.
     ///
     /// With `offloads` the TUN hands over TCP super-packets and takes them back (virtio-net
     /// header, TSO); this is invisible on the wire, where every datagram still carries one packet.
@@ -19,7 +25,7 @@ public enum OverlayDevice {
             let index = tun.interfaceIndex
             // /32, not the network prefix: flannel's PR #941 (the zeroth subnet looked like broadcast).
             try netlink.addAddress(subnet.network, prefixLength: 32, interfaceIndex: index)
-            try netlink.setLink(index: index, up: true, mtu: underlayMTU - encapsulationOverhead)
+            try netlink.setLink(index: index, up: true, mtu: pathMTU(underlayMTU: underlayMTU))
             try netlink.addRoute(network, interfaceIndex: index)
             // The ICMP errors Weft writes into the TUN come from the TUN's own address; without
             // accept_local the kernel drops them as martians (flannel's gap 2).

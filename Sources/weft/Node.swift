@@ -128,7 +128,7 @@ final class Node: @unchecked Sendable {
     static func start(_ settings: RunSettings, logger: Logger) throws -> Node {
         let (underlay, bindAddress) = try underlayInterface(settings)
         let ifaceName = underlay.name
-        let pathMTU = underlay.mtu - OverlayDevice.encapsulationOverhead
+        let pathMTU = OverlayDevice.pathMTU(underlayMTU: underlay.mtu)
         guard pathMTU >= 576 else {
             throw RunError("interface \(ifaceName) has MTU \(underlay.mtu); the overlay needs at least 604")
         }

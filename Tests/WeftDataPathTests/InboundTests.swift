@@ -1,0 +1,163 @@
+import Glibc
+import Testing
+import WeftCore
+import WeftDataPath
+import WeftDataPathTesting
+
+/// UDP → TUN through the real receiver thread.
+@Suite struct InboundTests {
+    @Test func aPacketFromItsPeerIsWrittenToTheTun() throws {
+        let node = try TestNode()
+        defer { node.stop() }
+        let packet = makeUDPPacket(source: TestNode.podB, destination: TestNode.localPod)
+        node.transport.inject([InjectedDatagram(packet, from: TestNode.peerB)])
+        expectSamePackets(node.tunnel.waitForWritten(1), [decrementedTTL(packet)])
+        let counters = node.waitForCounters { $0.forwarded(.udpToTun) == 1 }
+        #expect(counters.bytes[.udpToTun] == packet.count)
+        #expect(counters.drops.isEmpty)
+    }
+
+    @Test func everyRefusedDatagramLandsInItsOwnCounter() throws {
+        let node = try TestNode()
+        defer { node.stop() }
+        let good = makeUDPPacket(source: TestNode.podB, destination: TestNode.localPod)
+        var badChecksum = good
+        badChecksum[10] ^= 0xFF
+        node.transport.inject([
+            InjectedDatagram(good, from: IPv4Address(198, 18, 0, 99)),                                 // unknown peer
+            InjectedDatagram(good, from: TestNode.peerC),                                             // B's pod via C
+            InjectedDatagram(makeUDPPacket(source: TestNode.podB, destination: TestNode.podC), from: TestNode.peerB),  // transit
+            InjectedDatagram(badChecksum, from: TestNode.peerB),
+            InjectedDatagram([], from: TestNode.peerB),                                               // empty
+            InjectedDatagram(Array(good[0..<10]), from: TestNode.peerB),                              // cut short
+            InjectedDatagram([0x60] + [UInt8](repeating: 0, count: 39), from: TestNode.peerB),        // IPv6
+            InjectedDatagram(good, from: TestNode.peerB),
+        ])
+        expectSamePackets(node.tunnel.waitForWritten(1), [decrementedTTL(good)])
+        let counters = node.waitForCounters { $0.forwarded(.udpToTun) + $0.dropped(.udpToTun) == 8 }
+        #expect(counters.forwarded(.udpToTun) == 1)
+        #expect(counters.dropped(.udpToTun, .unknownPeer) == 1)
+        #expect(counters.dropped(.udpToTun, .spoofedSource) == 1)
+        #expect(counters.dropped(.udpToTun, .notLocalDestination) == 1)
+        #expect(counters.dropped(.udpToTun, .badChecksum) == 1)
+        #expect(counters.dropped(.udpToTun, .tooShort) == 2, "the empty datagram and the cut one")
+        #expect(counters.dropped(.udpToTun, .ipv6) == 1)
+        #expect(counters.dropped(.udpToTun) == 7)
+        #expect(node.tunnel.written.count == 1)
+    }
+
+    @Test func anExpiredPacketIsAnsweredToTheNodeThatSentIt() throws {
+        let node = try TestNode()
+        defer { node.stop() }
+        let offender = makeUDPPacket(source: TestNode.podB, destination: TestNode.localPod, ttl: 1)
+        node.transport.inject([InjectedDatagram(offender, from: TestNode.peerB)])
+
+        let sent = node.transport.waitForSentDatagrams(1)
+        try #require(sent.count == 1)
+        #expect(sent[0].destination == TestNode.peerB)
+        #expect(sent[0].port == TestNode.port)
+        let icmp = sent[0].bytes
+        #expect(headerChecksumVerifies(icmp))
+        #expect(Array(icmp[12..<20]) == [10, 244, 1, 0, 10, 244, 2, 7], "from the TUN's address to the sender's pod")
+        #expect(icmp[20] == 11 && icmp[21] == 0, "time exceeded")
+        #expect(referenceChecksum(icmp[20...]) == 0)
+        #expect(Array(icmp[28..<56]) == Array(offender[0..<28]))
+        let counters = node.waitForCounters { $0.icmpSent == 1 }
+        #expect(counters.dropped(.udpToTun, .ttlExpired) == 1)
+        #expect(node.tunnel.written.isEmpty)
+    }
+
+    @Test func aTunThatCannotTakeAPacketCountsIt() throws {
+        let node = try TestNode()
+        defer { node.stop() }
+        node.tunnel.setWriteOutcome(.wouldBlock)
+        node.transport.inject([InjectedDatagram(makeUDPPacket(source: TestNode.podB, destination: TestNode.localPod), from: TestNode.peerB)])
+        #expect(node.waitForCounters { $0.dropped(.udpToTun, .tunWriteFailed) == 1 }.dropped(.udpToTun, .tunWriteFailed) == 1)
+    }
+
+    @Test func aReceiveThatFailsIsReported() throws {
+        let node = try TestNode()
+        defer { node.stop() }
+        node.transport.failReceives(errno: ENOTSOCK)
+        let errors = node.waitForFatalErrors()
+        #expect(errors.count == 1)
+        #expect(errors.first?.hasPrefix("UDP receive failed") == true)
+    }
+}
+
+/// UDP GRO runs: one receive entry holding several datagrams of one size back to back.
+@Suite struct ReceiveCoalescingTests {
+    static let payloadSize = 1400
+
+    /// Consecutive full segments of one TCP flow from B's pod to ours, the last with PSH.
+    static func flow(_ count: Int, firstSequence: UInt32 = 5000, sourcePort: UInt16 = 40000) -> [[UInt8]] {
+        (0..<count).map { index in
+            makeTCPPacket(source: TestNode.podB, destination: TestNode.localPod, sourcePort: sourcePort,
+                          sequence: firstSequence &+ UInt32(index * payloadSize),
+                          flags: index == count - 1 ? TCPFlag.ack | TCPFlag.psh : TCPFlag.ack,
+                          payload: (0..<payloadSize).map { UInt8(truncatingIfNeeded: index * 31 + $0) })
+        }
+    }
+
+    static func groEntry(_ packets: [[UInt8]]) -> InjectedDatagram {
+        InjectedDatagram(packets.flatMap { $0 }, from: TestNode.peerB, segmentSize: packets[0].count)
+    }
+
+    @Test func aRunOfOneFlowIsWrittenAsOneSuperPacket() throws {
+        let node = try TestNode(offloads: true)
+        defer { node.stop() }
+        let packets = Self.flow(5)
+        node.transport.inject([Self.groEntry(packets)])
+
+        let written = node.tunnel.waitForWritten(1)
+        try #require(written.count == 1)
+        let virtio = written[0].withUnsafeBytes { VirtioNetHeader(bytesAt: $0.baseAddress!) }
+        #expect(virtio.gsoType & ~VirtioNetHeader.gsoECN == VirtioNetHeader.gsoTCPv4)
+        #expect(Int(virtio.gsoSize) == Self.payloadSize)
+        #expect(virtio.flags & VirtioNetHeader.needsChecksum != 0)
+        let joined = Array(written[0][VirtioNetHeader.size...])
+        #expect(joined.count == 40 + 5 * Self.payloadSize)
+        #expect(Int(loadBigEndian(joined, at: 2, as: UInt16.self)) == joined.count)
+        #expect(headerChecksumVerifies(joined))
+        #expect(joined[8] == 63)
+        expectSamePackets([Array(joined[40...])], [packets.flatMap { $0[40...] }], "the payloads in order")
+        #expect(joined[33] & TCPFlag.psh != 0, "the last segment's PSH is kept")
+        let counters = node.waitForCounters { $0.forwarded(.udpToTun) == 5 }
+        #expect(counters.forwarded(.udpToTun) == 5)
+        #expect(counters.drops.isEmpty)
+    }
+
+    @Test func aGapOrAnotherFlowStartsANewWrite() throws {
+        let node = try TestNode(offloads: true)
+        defer { node.stop() }
+        var packets = Self.flow(2)                                         // joined
+        packets += Self.flow(1, firstSequence: 5000 + 10 * 1400)          // a gap: alone
+        packets += Self.flow(2, firstSequence: 90000, sourcePort: 40001)   // another flow: joined
+        node.transport.inject([Self.groEntry(packets)])
+
+        let written = node.tunnel.waitForWritten(3)
+        try #require(written.count == 3)
+        let packetsPerWrite = written.map { (Int(loadBigEndian($0, at: VirtioNetHeader.size + 2, as: UInt16.self)) - 40) / Self.payloadSize }
+        #expect(packetsPerWrite == [2, 1, 2])
+        let payloads: [[UInt8]] = written.map { Array($0[(VirtioNetHeader.size + 40)...]) }
+        let expected: [[UInt8]] = [[0, 1], [2], [3, 4]].map { run in run.flatMap { packets[$0][40...] } }
+        expectSamePackets(payloads, expected)
+        #expect(node.waitForCounters { $0.forwarded(.udpToTun) == 5 }.forwarded(.udpToTun) == 5)
+    }
+
+    @Test func aDamagedSegmentIsNeverJoined() throws {
+        // A joined super-packet goes to the kernel as NEEDS_CSUM, which it trusts: a damaged
+        // segment inside one would get a fresh, valid checksum. Alone, the kernel checks it.
+        let node = try TestNode(offloads: true)
+        defer { node.stop() }
+        var packets = Self.flow(3)
+        packets[1][100] ^= 0x55
+        node.transport.inject([Self.groEntry(packets)])
+        let written = node.tunnel.waitForWritten(3)
+        try #require(written.count == 3, "one write per packet: nothing joins the damaged one")
+        for (write, packet) in zip(written, packets) {
+            #expect(write.withUnsafeBytes { VirtioNetHeader(bytesAt: $0.baseAddress!) } == VirtioNetHeader())
+            expectSamePackets([Array(write[VirtioNetHeader.size...])], [decrementedTTL(packet)])
+        }
+    }
+}

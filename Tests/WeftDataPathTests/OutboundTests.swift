@@ -1,0 +1,142 @@
+import Dispatch
+import Glibc
+import Testing
+import WeftCore
+import WeftDataPath
+import WeftDataPathTesting
+
+/// TUN → UDP through the real reader and worker threads.
+@Suite struct OutboundTests {
+    @Test func eachPacketGoesToThePeerThatOwnsItsDestination() throws {
+        let node = try TestNode(workers: 2)
+        defer { node.stop() }
+        let toB = makeUDPPacket(source: TestNode.localPod, destination: TestNode.podB, seed: 1)
+        let toC = makeUDPPacket(source: TestNode.localPod, destination: TestNode.podC, seed: 2)
+        node.tunnel.inject([toB, toC])
+
+        let sent = node.transport.waitForSentDatagrams(2)
+        #expect(sent.count == 2)
+        #expect(Set(sent.map(\.bytes)) == [decrementedTTL(toB), decrementedTTL(toC)])
+        for datagram in sent {
+            #expect(datagram.port == TestNode.port)
+            #expect(datagram.destination == (datagram.bytes[18] == 2 ? TestNode.peerB : TestNode.peerC))
+            #expect(headerChecksumVerifies(datagram.bytes))
+        }
+        let counters = node.waitForCounters { $0.forwarded(.tunToUDP) == 2 }
+        #expect(counters.forwarded(.tunToUDP) == 2)
+        #expect(counters.bytes[.tunToUDP] == toB.count + toC.count)
+        #expect(counters.drops.isEmpty)
+    }
+
+    @Test func oneFlowKeepsItsOrderAcrossWorkers() throws {
+        let node = try TestNode(workers: 2)
+        defer { node.stop() }
+        let packets = (0..<200).map { makeUDPPacket(source: TestNode.localPod, destination: TestNode.podB, payloadLength: 32, seed: $0) }
+        node.tunnel.inject(packets)
+        let sent = node.transport.waitForSentDatagrams(200)
+        expectSamePackets(sent.map(\.bytes), packets.map(decrementedTTL))
+    }
+
+    @Test func aPacketWithoutARouteIsAnsweredIntoTheTun() throws {
+        let node = try TestNode()
+        defer { node.stop() }
+        let offender = makeUDPPacket(source: TestNode.localPod, destination: IPv4Address(10, 250, 0, 1))
+        node.tunnel.inject([offender])
+
+        let written = node.tunnel.waitForWritten(1)
+        try #require(written.count == 1)
+        let icmp = written[0]
+        #expect(headerChecksumVerifies(icmp))
+        #expect(icmp[9] == 1)
+        #expect(Array(icmp[12..<16]) == [10, 244, 1, 0], "from the TUN's address")
+        #expect(Array(icmp[16..<20]) == [10, 244, 1, 5], "to the pod that sent the packet")
+        #expect(icmp[20] == 3 && icmp[21] == 0, "net unreachable")
+        #expect(referenceChecksum(icmp[20...]) == 0)
+        #expect(Array(icmp[28..<(28 + 28)]) == Array(offender[0..<28]), "quotes the header and 8 bytes")
+        let counters = node.waitForCounters { $0.icmpSent == 1 }
+        #expect(counters.dropped(.tunToUDP, .noRoute) == 1)
+        #expect(counters.icmpSent == 1)
+        #expect(node.transport.sent.isEmpty)
+    }
+
+    @Test func aPacketLargerThanThePathIsRefusedWithTheMTU() throws {
+        let node = try TestNode(pathMTU: 1400)
+        defer { node.stop() }
+        node.tunnel.inject([makeUDPPacket(source: TestNode.localPod, destination: TestNode.podB, payloadLength: 1400)])
+        let written = node.tunnel.waitForWritten(1)
+        try #require(written.count == 1)
+        #expect(written[0][20] == 3 && written[0][21] == 4, "fragmentation needed")
+        #expect(loadBigEndian(written[0], at: 26, as: UInt16.self) == 1400, "next-hop MTU")
+        #expect(node.waitForCounters { $0.dropped(.tunToUDP, .tooBig) == 1 }.dropped(.tunToUDP, .tooBig) == 1)
+    }
+
+    @Test func aFullQueueDropsAndCountsEveryPacketItCannotTake() throws {
+        // One worker with a 4-packet queue and batch, its socket hung: the worker holds one
+        // batch in send, the queue the next four, the rest must be dropped and counted.
+        let node = try TestNode(batchSize: 4, queueCapacity: 4)
+        defer { node.stop() }
+        node.transport.holdSends()
+        let packets = (0..<40).map { makeUDPPacket(source: TestNode.localPod, destination: TestNode.podB, seed: $0) }
+        node.tunnel.inject(packets)
+        let full = node.waitForCounters { $0.dropped(.tunToUDP, .queueFull) >= 40 - 8 && node.tunnel.unread == 0 }
+        node.transport.resumeSends()
+
+        let queueFull = full.dropped(.tunToUDP, .queueFull)
+        #expect(queueFull >= 32)
+        let counters = node.waitForCounters { $0.forwarded(.tunToUDP) + $0.dropped(.tunToUDP) == 40 }
+        #expect(counters.forwarded(.tunToUDP) == 40 - queueFull)
+        #expect(counters.dropped(.tunToUDP) == queueFull, "only queue-full drops")
+        #expect(node.transport.sentDatagrams.count == 40 - queueFull)
+    }
+
+    @Test func aFailedSendIsCountedAndTheWorkerGoesOn() throws {
+        let node = try TestNode()
+        defer { node.stop() }
+        node.transport.setSendOutcome(.failEntries)
+        node.tunnel.inject((0..<3).map { makeUDPPacket(source: TestNode.localPod, destination: TestNode.podB, seed: $0) })
+        #expect(node.waitForCounters { $0.dropped(.tunToUDP, .sendFailed) == 3 }.dropped(.tunToUDP, .sendFailed) == 3)
+
+        node.transport.setSendOutcome(.accept)
+        let later = (0..<2).map { makeUDPPacket(source: TestNode.localPod, destination: TestNode.podC, seed: $0) }
+        node.tunnel.inject(later)
+        expectSamePackets(node.transport.waitForSentDatagrams(2).map(\.bytes), later.map(decrementedTTL))
+        #expect(node.fatalErrorsReported.isEmpty)
+    }
+
+    @Test func aSocketThatFailsForGoodIsReported() throws {
+        let node = try TestNode()
+        defer { node.stop() }
+        node.transport.setSendOutcome(.fail(EBADF))
+        node.tunnel.inject([makeUDPPacket(source: TestNode.localPod, destination: TestNode.podB)])
+        let errors = node.waitForFatalErrors()
+        #expect(errors.count == 1)
+        #expect(errors.first?.hasPrefix("UDP send failed") == true)
+    }
+
+    @Test func aTunThatFailsIsReported() throws {
+        let node = try TestNode()
+        defer { node.stop() }
+        node.tunnel.failReads(errno: EBADFD)
+        let errors = node.waitForFatalErrors()
+        #expect(errors.count == 1)
+        #expect(errors.first?.hasPrefix("TUN read failed") == true)
+    }
+
+    @Test func stopWhileBusySendsEverythingAlreadyQueued() throws {
+        let node = try TestNode(batchSize: 8)
+        node.transport.holdSends()
+        let packets = (0..<300).map { makeUDPPacket(source: TestNode.localPod, destination: TestNode.podB, seed: $0) }
+        node.tunnel.inject(packets)
+        #expect(waitUntil { node.tunnel.unread == 0 })
+
+        let stopping = DispatchGroup()
+        DispatchQueue.global().async(group: stopping) { node.stop() }
+        // stop() must wait for the hung send, then drain the queue.
+        #expect(stopping.wait(timeout: .now() + .milliseconds(20)) == .timedOut)
+        node.transport.resumeSends()
+        #expect(stopping.wait(timeout: .now() + .seconds(5)) == .success)
+        expectSamePackets(node.transport.sentDatagrams.map(\.bytes), packets.map(decrementedTTL))
+        #expect(node.counters.drops.isEmpty)
+        #expect(node.fatalErrorsReported.isEmpty)
+    }
+}
