@@ -115,7 +115,7 @@ public enum InternetChecksum {
     }
 }
 
-/// flannel's TTL rule: decrement by one and patch the header checksum incrementally, byte-exact with flannel (flannel-udp.md §3.4: network checksum value v becomes v one's-complement-plus 0x0100, except 0xFEFF becomes 0x0000).
+/// flannel's TTL rule: decrement by one and patch the header checksum incrementally, byte-exact with flannel's proxy (its incremental update: network checksum value v becomes v one's-complement-plus 0x0100, except 0xFEFF becomes 0x0000).
 public enum TTLRule {
     /// Returns false and leaves the packet untouched when TTL is 0 or 1 (expired; flannel wraps 0 to 255 — we don't).
     @inlinable

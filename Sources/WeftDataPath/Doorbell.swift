@@ -4,7 +4,7 @@ import Synchronization
 /// Wakes one sleeping thread when there is work for it, without a syscall when it is awake.
 ///
 /// Idle threads must block rather than spin: on two shared cores a spinning consumer starves the
-/// producer (see swift-linux.md §7). The sleeper announces itself with `sleeping` before its last
+/// producer, and one it wakes waits a scheduler tick for the core. The sleeper announces itself with `sleeping` before its last
 /// look at the work, so a producer that pushes in between always sees the flag and signals.
 final class Doorbell: @unchecked Sendable {
     private let sleeping = Atomic<Bool>(false)

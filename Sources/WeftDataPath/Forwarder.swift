@@ -35,7 +35,7 @@ public struct ForwarderConfiguration: Sendable {
     var icmpSource: IPv4Address { policy.localSubnet.network }
 
     /// Without offloads a slot holds the largest datagram a peer may send plus room to notice a
-    /// larger one as truncated instead of cutting it silently (flannel's gap 7). With offloads
+    /// larger one as truncated instead of cutting it silently, as flannel's MTU-sized buffer did. With offloads
     /// it holds a virtio header and a 64 KiB super-packet or GRO batch.
     var slotSize: Int { offloads ? 65536 + 64 : max(2048, (policy.pathMTU + 28 + 64 + 63) & ~63) }
 

@@ -1,7 +1,8 @@
 import WeftCore
 import WeftLinux
 
-/// flannel0 as flanneld's udp backend sets it up (flannel-udp.md §4), through rtnetlink.
+/// flannel0 as flanneld's udp backend sets it up (its `initTun`/`configureIface`: the subnet's
+/// network address as a /32, MTU underlay − 28, a route for the whole overlay), through rtnetlink.
 public enum OverlayDevice {
     /// flannel's `encapOverhead`: the outer IPv4 and UDP headers.
     public static let encapsulationOverhead = 28
@@ -28,7 +29,8 @@ public enum OverlayDevice {
             try netlink.setLink(index: index, up: true, mtu: pathMTU(underlayMTU: underlayMTU))
             try netlink.addRoute(network, interfaceIndex: index)
             // The ICMP errors Weft writes into the TUN come from the TUN's own address; without
-            // accept_local the kernel drops them as martians (flannel's gap 2).
+            // accept_local the kernel drops them as martians, which made flannel's net-unreachable errors
+            // undeliverable.
             try Sysctl.set("net/ipv4/conf/\(tun.name)/accept_local", to: "1")
             return tun
         } catch {

@@ -76,7 +76,7 @@ struct EtcdTransportError: Error, CustomStringConvertible {
     var description: String { "etcd at \(endpoint): \(message)" }
 }
 
-/// etcd answered with an error (non-200 status, §8).
+/// etcd answered with an error (a non-200 status and a gRPC-status body).
 struct EtcdGatewayError: Error, CustomStringConvertible {
     var endpoint: String
     var status: Int
@@ -95,7 +95,7 @@ struct EtcdGatewayError: Error, CustomStringConvertible {
     }
 }
 
-/// A minimal HTTP/1.1 client for the gateway (etcd-v3-json.md §12): one connection per request,
+/// A minimal HTTP/1.1 client for the gateway, on SwiftNIO: one connection per request,
 /// closed afterwards. flannel's request rate (a few per day plus one watch) makes pooling pointless,
 /// and a fresh connection per request makes failover trivial.
 enum EtcdHTTP {
@@ -186,7 +186,7 @@ enum EtcdHTTP {
     /// POSTs a streaming request and hands each newline-terminated body line to `onLine` until it
     /// returns false, the stream ends (returns normally) or the connection fails (throws
     /// EtcdTransportError). A non-200 status throws EtcdGatewayError. No deadline: a watch may be
-    /// silent for hours (§7); task cancellation closes the connection.
+    /// silent for hours (etcd sends nothing while no key changes); task cancellation closes the connection.
     static func stream(_ endpoint: EtcdEndpoint, path: String, body: [UInt8], token: String?,
                        onLine: ([UInt8]) async throws -> Bool) async throws
     {
@@ -207,7 +207,8 @@ enum EtcdHTTP {
                                 errorBody.append(contentsOf: buffer.readableBytesView)
                                 continue
                             }
-                            // Messages are one per line; chunk boundaries mean nothing (§7).
+                            // Messages are one per line; chunk boundaries mean nothing: one message may span
+                            // chunks and one chunk may hold several.
                             pending.append(contentsOf: buffer.readableBytesView)
                             var start = 0
                             while let newline = pending[start...].firstIndex(of: UInt8(ascii: "\n")) {

@@ -1,6 +1,6 @@
 import Foundation
 
-// The JSON gateway's request and response shapes (etcd-v3-json.md §3–§9), reduced to the fields
+// The JSON gateway's request and response shapes (KV, leases, txn, watch, errors), reduced to the fields
 // Weft uses. Property names are the wire names, so no CodingKeys are needed. Every response field
 // is optional because proto3 JSON omits default values (a missing key has no `kvs`, a failed txn
 // no `succeeded`, a PUT event no `type`).
@@ -101,7 +101,8 @@ struct AuthenticateRequest: Encodable {
 // MARK: Responses
 
 struct ResponseHeader: Decodable {
-    // cluster_id and member_id are uint64 and can exceed Int64.max (§3): not decoded at all.
+    // cluster_id and member_id are uint64 and can exceed Int64.max, which the gateway still
+    // writes as a JSON string of digits: not decoded at all.
     var revision: I64?
 }
 
@@ -154,7 +155,7 @@ struct AuthenticateResponse: Decodable {
     var token: String?
 }
 
-/// A unary error body: `{"error":"…","message":"…","code":5}` (§8); `code` is the gRPC status.
+/// A unary error body: `{"error":"…","message":"…","code":5}`; `code` is the gRPC status.
 struct GatewayErrorBody: Decodable {
     var error: String?
     var message: String?

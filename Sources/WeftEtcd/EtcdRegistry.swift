@@ -4,7 +4,8 @@ import Synchronization
 import WeftRegistry
 
 /// Subnet leases in etcd v3, stored exactly as flanneld v0.18+ stores them, through etcd's JSON
-/// gateway (`/v3/...`) over HTTP/1.1, plain or TLS (etcd-v3-json.md; flannel-udp.md §6.4).
+/// gateway (`/v3/...`) over HTTP/1.1, plain or TLS: the same keys,
+/// values, txns and leases as flanneld's `pkg/subnet/etcd/registry.go`.
 ///
 /// * Revisions are etcd revisions; a TTL is an etcd lease granted for that key alone.
 /// * `RegistryEntry.expiresAt` is always nil: the lease TTL lives on the server, and flanneld's
@@ -77,7 +78,8 @@ public final class EtcdRegistry: SubnetRegistry {
     }
 
     /// All keys under `prefix`, sorted by key (etcd's range order), and the revision of that
-    /// snapshot: watching from it + 1 misses nothing (§7).
+    /// snapshot: watching from it + 1 misses nothing (a watch
+    /// replays every event after its start revision).
     public func list(prefix: String) async throws -> (entries: [RegistryEntry], revision: Int64) {
         let request = RangeRequest(key: base64(Self.rangeStart(prefix)), range_end: base64(Self.prefixEnd(prefix)))
         let response: RangeResponse = try await call("/v3/kv/range", request)
@@ -116,7 +118,7 @@ public final class EtcdRegistry: SubnetRegistry {
     }
 
     /// flanneld's renewal (grant + unconditional put), plus a fix of its lease leak
-    /// (flannel-udp.md §6.5): the lease the key held before is revoked once no key uses it.
+    /// (flanneld grants a new etcd lease on every renewal and never revokes the old one): the lease the key held before is revoked once no key uses it.
     public func put(_ key: String, value: [UInt8], ttl: Double?) async throws -> Int64 {
         let lease = try await grant(ttl)
         let response: PutResponse
@@ -189,7 +191,7 @@ public final class EtcdRegistry: SubnetRegistry {
     }
 
     /// The first key after every key starting with `prefix`: its last byte below 0xff plus one,
-    /// the rest cut (§3: `/` → `0`). "\0" means "to the end" when no such byte exists.
+    /// the rest cut (etcd's range_end rule: `/` → `0`). "\0" means "to the end" when no such byte exists.
     static func prefixEnd(_ prefix: String) -> [UInt8] {
         var bytes = Array(prefix.utf8)
         while let last = bytes.last {

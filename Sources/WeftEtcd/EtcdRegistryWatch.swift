@@ -3,7 +3,7 @@ import WeftRegistry
 
 extension EtcdRegistry {
     /// Events under `prefix` after `revision`, in revision order, from one streaming
-    /// `POST /v3/watch` (etcd-v3-json.md §7). PUT → `.put`, DELETE (explicit, revoke or lease
+    /// `POST /v3/watch`. PUT → `.put`, DELETE (explicit, revoke or lease
     /// expiry) → `.delete`.
     ///
     /// The stream survives etcd: when the connection ends cleanly or fails, or etcd cannot be

@@ -46,7 +46,7 @@ public enum LeaseError: Error, CustomStringConvertible, Equatable {
 /// flanneld's subnet manager over any `SubnetRegistry`: reads the net config, acquires this
 /// node's lease, renews it, and turns the other nodes' leases into routes.
 ///
-/// Fixes flanneld's v3 defects (flannel-udp.md §6.5): a lost create race is retried with the
+/// Fixes flanneld's etcd v3 defects: a lost create race is retried with the
 /// next choice (flanneld exits), and a failed renewal is retried every minute.
 public final class LeaseManager: Sendable {
     public let registry: any SubnetRegistry

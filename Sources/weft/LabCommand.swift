@@ -3,7 +3,8 @@ import Foundation
 import Glibc
 import WeftLab
 
-/// `weft lab`: the namespace lab of performance.md Part 3, and the compare matrix.
+/// `weft lab`: the namespace lab (pod A, node A, node B, pod B, in network namespaces), and the
+/// compare matrix.
 struct LabCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "lab",

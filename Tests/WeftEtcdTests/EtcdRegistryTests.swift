@@ -91,7 +91,7 @@ struct EtcdRegistryTests {
         #expect(entries.map(\.key) == [first, second])
         #expect(revision == firstRevision + 1)
 
-        // Renewal: one new lease, the superseded one revoked (flannel-udp.md §6.5 fix).
+        // Renewal: one new lease, the superseded one revoked (flanneld leaks one lease per renewal).
         let renewed = try await registry.put(first, value: Array("uno".utf8), ttl: 60)
         #expect(try await registry.get(first)?.value == Array("uno".utf8))
         #expect(try await registry.get(first)?.modRevision == renewed)

@@ -12,7 +12,7 @@ let etcdBinary = "/usr/bin/etcd"
 let etcdInstalled = FileManager.default.isExecutableFile(atPath: etcdBinary)
 
 /// One single-member etcd on loopback with fresh ports and a private data dir
-/// (etcd-v3-json.md §1). `stop()` kills it and removes everything it wrote; tests call it in a
+/// (Debian's etcd-server, started as `etcd --data-dir … --listen-client-urls …`). `stop()` kills it and removes everything it wrote; tests call it in a
 /// `defer` so a failing test leaves nothing running.
 final class EtcdServer {
     let clientPort: Int

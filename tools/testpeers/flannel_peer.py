@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """flannel_peer.py: an independent flannel `udp` backend peer (Python 3 stdlib only).
 
-Implements flannel-udp.md §2 (wire format) and §3.4 (TTL/checksum rule) from
-the spec, without any Weft code, so that Weft can be tested against it:
+Implements flannel's udp wire format (one IPv4 packet per UDP datagram, port
+8285, no header) and its TTL rule (decrement, incremental checksum update),
+without any Weft code, so that Weft can be tested against it:
 
   * opens /dev/net/tun (TUNSETIFF, IFF_TUN|IFF_NO_PI), names it --tun
     (default flannel0), gives it <subnet network>/32, MTU 1472, up, and adds

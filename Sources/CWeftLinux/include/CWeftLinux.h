@@ -5,7 +5,8 @@
 // (as SwiftNIO's CNIOLinux). Swift reads errno immediately after the call.
 //
 // _GNU_SOURCE is defined by the target's cSettings and must never be defined in this header
-// (a clean build then fails on fd_set; see notes/swift-linux.md §1).
+// (a clean build then fails with "'__fds_bits' from module 'SwiftGlibc' is not present in
+// definition of 'fd_set'", and an incremental rebuild hides it).
 #pragma once
 
 #include <stddef.h>
