@@ -13,6 +13,8 @@ let package = Package(
         // PacketTunnel and DatagramTransport interfaces use, so fakes can implement them.
         .library(name: "WeftLinux", targets: ["WeftLinux"]),
         .library(name: "WeftDataPath", targets: ["WeftDataPath"]),
+        // For Benchmarks/: decoding registry values (net config, leases).
+        .library(name: "WeftRegistry", targets: ["WeftRegistry"]),
         // In-memory TUN and UDP socket for the data-path tests and Benchmarks/.
         .library(name: "WeftDataPathTesting", targets: ["WeftDataPathTesting"]),
     ],

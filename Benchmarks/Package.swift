@@ -24,6 +24,7 @@ let package = Package(
                 .product(name: "WeftLinux", package: "Weft"),
                 .product(name: "WeftDataPath", package: "Weft"),
                 .product(name: "WeftDataPathTesting", package: "Weft"),
+                .product(name: "WeftRegistry", package: "Weft"),
             ],
             path: "Benchmarks/WeftBenchmarks",
             plugins: [

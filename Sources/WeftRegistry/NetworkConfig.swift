@@ -66,8 +66,15 @@ public struct NetworkConfig: Sendable, Equatable {
     /// case-insensitively, both as Go's encoding/json does for flanneld. `SubnetLen` 0 and
     /// `SubnetMin`/`SubnetMax` "0.0.0.0" mean "use the default", as in flanneld.
     public static func parse(_ json: some Collection<UInt8>) throws(NetworkConfigError) -> NetworkConfig {
-        guard let value = JSONValue.decode(json) else { throw .notJSON }
-        guard case .object(let fields) = value else { throw .notAnObject }
+        let fields: JSONFields
+        switch JSONFields.decode(json, names: ["EnableIPv4", "EnableIPv6", "Network", "SubnetLen", "SubnetMin", "SubnetMax", "Backend"],
+                                 nested: ["Backend": ["Type", "Port"]]) {
+        case .success(let decoded): fields = decoded
+        case .failure(.notJSON): throw .notJSON
+        case .failure(.notAnObject): throw .notAnObject
+        case .failure(.tooLarge(let size)): throw .tooLarge(bytes: size)
+        case .failure(.tooDeep): throw .tooDeep
+        }
 
         // Weft's data path is the udp backend, which carries IPv4 only.
         if try boolField("EnableIPv4", in: fields) == false { throw .ipv4Disabled }
@@ -82,7 +89,7 @@ public struct NetworkConfig: Sendable, Equatable {
         let subnetMax = try addressField("SubnetMax", in: fields)
 
         var port = defaultUDPPort
-        switch JSONValue.field("Backend", in: fields) {
+        switch fields["Backend"] {
         case nil, .null?:
             break  // flanneld's default backend is udp
         case .object(let backend)?:
@@ -130,8 +137,8 @@ public struct NetworkConfig: Sendable, Equatable {
         return IPv4Prefix(address: address, length: length)
     }
 
-    private static func boolField(_ name: String, in fields: [String: JSONValue]) throws(NetworkConfigError) -> Bool? {
-        switch JSONValue.field(name, in: fields) {
+    private static func boolField(_ name: String, in fields: JSONFields) throws(NetworkConfigError) -> Bool? {
+        switch fields[name] {
         case nil, .null?: return nil
         case .bool(let value)?: return value
         case _?: throw .wrongType(field: name, expected: "true or false")
@@ -139,9 +146,9 @@ public struct NetworkConfig: Sendable, Equatable {
     }
 
     private static func stringField(
-        _ name: String, key: String? = nil, in fields: [String: JSONValue]
+        _ name: String, key: String? = nil, in fields: JSONFields
     ) throws(NetworkConfigError) -> String? {
-        switch JSONValue.field(key ?? name, in: fields) {
+        switch fields[key ?? name] {
         case nil, .null?: return nil
         case .string(let value)?: return value
         case _?: throw .wrongType(field: name, expected: "a string")
@@ -149,9 +156,9 @@ public struct NetworkConfig: Sendable, Equatable {
     }
 
     private static func integerField(
-        _ name: String, key: String? = nil, in fields: [String: JSONValue]
+        _ name: String, key: String? = nil, in fields: JSONFields
     ) throws(NetworkConfigError) -> Int? {
-        switch JSONValue.field(key ?? name, in: fields) {
+        switch fields[key ?? name] {
         case nil, .null?: return nil
         case .number(let value)? where value.rounded() == value && abs(value) < 1e9: return Int(value)
         case _?: throw .wrongType(field: name, expected: "an integer")
@@ -159,7 +166,7 @@ public struct NetworkConfig: Sendable, Equatable {
     }
 
     private static func addressField(
-        _ name: String, in fields: [String: JSONValue]
+        _ name: String, in fields: JSONFields
     ) throws(NetworkConfigError) -> IPv4Address? {
         guard let text = try stringField(name, in: fields) else { return nil }
         guard let address = IPv4Address(text) else { throw .invalidAddress(field: name, text) }
@@ -233,6 +240,10 @@ public enum NetworkConfigError: Error, Equatable, Sendable, CustomStringConverti
     case unsupportedBackend(String)
     /// `Backend.Port` is outside 1...65535.
     case invalidPort(Int)
+    /// The config is longer than `JSONFields.maxBytes`.
+    case tooLarge(bytes: Int)
+    /// The config nests arrays or objects deeper than `JSONFields.maxDepth`.
+    case tooDeep
 
     public var description: String {
         "net config: " + detail
@@ -261,46 +272,8 @@ public enum NetworkConfigError: Error, Equatable, Sendable, CustomStringConverti
         case .unsupportedBackend(let type):
             return "Backend.Type \"\(type)\" is not supported: Weft implements only the udp backend"
         case .invalidPort(let port): return "Backend.Port \(port) must be in 1...65535"
+        case .tooLarge(let bytes): return "\(bytes) bytes is more than the \(JSONFields.maxBytes) a config may have"
+        case .tooDeep: return "nests arrays or objects deeper than \(JSONFields.maxDepth) levels"
         }
-    }
-}
-
-/// Any JSON value, so config and lease readers can look fields up the way Go's encoding/json
-/// does (case-insensitively, ignoring unknown ones) instead of through a fixed Codable shape.
-enum JSONValue: Decodable, Equatable {
-    case null
-    case bool(Bool)
-    case number(Double)
-    case string(String)
-    case array([JSONValue])
-    case object([String: JSONValue])
-
-    init(from decoder: any Decoder) throws {
-        let container = try decoder.singleValueContainer()
-        if container.decodeNil() {
-            self = .null
-        } else if let value = try? container.decode(Bool.self) {
-            self = .bool(value)
-        } else if let value = try? container.decode(Double.self) {
-            self = .number(value)
-        } else if let value = try? container.decode(String.self) {
-            self = .string(value)
-        } else if let value = try? container.decode([JSONValue].self) {
-            self = .array(value)
-        } else {
-            self = .object(try container.decode([String: JSONValue].self))
-        }
-    }
-
-    /// Decodes any JSON text, top-level scalars included; nil when it is not JSON.
-    static func decode(_ bytes: some Collection<UInt8>) -> JSONValue? {
-        try? JSONDecoder().decode(JSONValue.self, from: Data(bytes))
-    }
-
-    /// Go's rule: an exact key match wins, else the first case-insensitive one.
-    static func field(_ name: String, in fields: [String: JSONValue]) -> JSONValue? {
-        if let exact = fields[name] { return exact }
-        let folded = name.lowercased()
-        return fields.first { $0.key.lowercased() == folded }?.value
     }
 }

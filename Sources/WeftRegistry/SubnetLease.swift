@@ -50,14 +50,20 @@ public struct SubnetLease: Sendable, Equatable {
     /// Reads a lease value written by any flanneld (v0.13's `{"PublicIP":"…"}`, v0.14+'s form
     /// with `PublicIPv6`, other backends' `BackendType`/`BackendData`) or by Weft.
     public static func decodeValue(_ bytes: [UInt8]) throws(LeaseValueError) -> LeaseAttributes {
-        guard let value = JSONValue.decode(bytes) else { throw .notJSON }
-        guard case .object(let fields) = value else { throw .notAnObject }
-        guard case .string(let publicIPText)? = JSONValue.field("PublicIP", in: fields) else {
+        let fields: JSONFields
+        switch JSONFields.decode(bytes, names: ["PublicIP", "BackendType"]) {
+        case .success(let decoded): fields = decoded
+        case .failure(.notJSON): throw .notJSON
+        case .failure(.notAnObject): throw .notAnObject
+        case .failure(.tooLarge(let size)): throw .tooLarge(bytes: size)
+        case .failure(.tooDeep): throw .tooDeep
+        }
+        guard case .string(let publicIPText)? = fields["PublicIP"] else {
             throw .missingPublicIP
         }
         guard let publicIP = IPv4Address(publicIPText) else { throw .invalidPublicIP(publicIPText) }
         var backendType: String?
-        switch JSONValue.field("BackendType", in: fields) {
+        switch fields["BackendType"] {
         case nil, .null?: break
         case .string(let type)?: backendType = type.isEmpty ? nil : type
         case _?: throw .wrongBackendType
@@ -93,6 +99,10 @@ public enum LeaseValueError: Error, Equatable, Sendable, CustomStringConvertible
     case invalidPublicIP(String)
     /// `BackendType` is present but not a string.
     case wrongBackendType
+    /// The value is longer than any lease needs (`JSONFields.maxBytes`).
+    case tooLarge(bytes: Int)
+    /// The value nests arrays or objects deeper than `JSONFields.maxDepth`.
+    case tooDeep
 
     public var description: String {
         switch self {
@@ -101,6 +111,8 @@ public enum LeaseValueError: Error, Equatable, Sendable, CustomStringConvertible
         case .missingPublicIP: return "lease value: PublicIP string is missing"
         case .invalidPublicIP(let text): return "lease value: PublicIP \"\(text)\" is not an IPv4 address"
         case .wrongBackendType: return "lease value: BackendType must be a string"
+        case .tooLarge(let bytes): return "lease value: \(bytes) bytes is more than the \(JSONFields.maxBytes) a lease may have"
+        case .tooDeep: return "lease value: nests arrays or objects deeper than \(JSONFields.maxDepth) levels"
         }
     }
 }

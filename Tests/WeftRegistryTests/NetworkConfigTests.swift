@@ -137,4 +137,19 @@ import WeftRegistry
         #expect(!config.fits(IPv4Prefix("10.0.21.0/24")!))
         #expect(!config.fits(IPv4Prefix("10.0.12.0/25")!))
     }
+
+    @Test func unknownKeysAreSkippedAndDeepNestingIsRefused() throws {
+        func config(extraDepth depth: Int) -> String {
+            #"{"Network":"10.9.0.0/16","Extra":"# + String(repeating: "[", count: depth) + String(repeating: "]", count: depth)
+                + #","Backend":{"Type":"udp","Port":8300,"Extra":{"a":[1,{"b":2}]}}}"#
+        }
+        #expect(try parse(config(extraDepth: 31)).port == 8300)
+        #expect(throws: NetworkConfigError.tooDeep) { try parse(config(extraDepth: 32)) }
+        #expect(throws: NetworkConfigError.tooDeep) { try parse(config(extraDepth: 500)) }
+        #expect(refusal(config(extraDepth: 40)) == "net config: nests arrays or objects deeper than 32 levels")
+        let large = #"{"Network":"10.9.0.0/16","Pad":""# + String(repeating: " ", count: 70_000) + #""}"#
+        #expect(throws: NetworkConfigError.tooLarge(bytes: large.utf8.count)) { try parse(large) }
+        #expect(throws: NetworkConfigError.wrongType(field: "Backend", expected: "an object")) { try parse(#"{"Network":"10.9.0.0/16","Backend":[1]}"#) }
+        #expect(throws: NetworkConfigError.notAnObject) { try parse("[1,2]") }
+    }
 }

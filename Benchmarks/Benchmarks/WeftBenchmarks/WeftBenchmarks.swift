@@ -17,6 +17,7 @@ let benchmarks: @Sendable () -> Void = {
     packetRuleBenchmarks()
     queueBenchmarks()
     dataPathBenchmarks()
+    registryValueBenchmarks()
 }
 
 /// Percent a time or throughput p90 may move before `thresholds check` reports it.
