@@ -53,7 +53,7 @@ struct BenchServerCommand: ParsableCommand {
     )
 
     @Option(help: ArgumentHelp("IPv4 address to listen on.", valueName: "addr"))
-    var bind = "0.0.0.0"
+    var bind = IPv4Address(0, 0, 0, 0)
 
     @Option(help: ArgumentHelp("TCP and UDP port (0: any free port, printed at start).", valueName: "port"))
     var port: UInt16 = BenchOptions.defaultPort
@@ -61,12 +61,8 @@ struct BenchServerCommand: ParsableCommand {
     @Flag(help: "Exit after one test: status 0 if it completed.")
     var once = false
 
-    func validate() throws {
-        guard IPv4Address(bind) != nil else { throw ValidationError("--bind '\(bind)' is not an IPv4 address") }
-    }
-
     func run() throws {
-        let address = IPv4Address(bind)!
+        let address = bind
         let server: BenchServer
         do { server = try BenchServer(bind: address, port: port) } catch { throw RunError("\(error)") }
         defer { server.close() }
@@ -109,7 +105,7 @@ struct BenchClientCommand: ParsableCommand {
     )
 
     @Option(help: ArgumentHelp("The server's IPv4 address.", valueName: "addr"))
-    var server: String
+    var server: IPv4Address
 
     @Option(help: ArgumentHelp("The server's TCP and UDP port.", valueName: "port"))
     var port: UInt16 = BenchOptions.defaultPort
@@ -148,10 +144,7 @@ struct BenchClientCommand: ParsableCommand {
     }
 
     private func options() throws -> BenchOptions {
-        guard let address = IPv4Address(server) else {
-            throw ValidationError("--server '\(server)' is not an IPv4 address")
-        }
-        let options = BenchOptions(server: address, port: port, mode: mode, size: size, streams: streams,
+        let options = BenchOptions(server: server, port: port, mode: mode, size: size, streams: streams,
                                    duration: duration, warmup: warmup)
         do { try options.validate() } catch { throw ValidationError(error.description) }
         return options

@@ -58,11 +58,12 @@ struct RunCommand: ParsableCommand {
 
     @Option(help: ArgumentHelp(
         "The overlay network, flannel's Network (e.g. 10.244.0.0/16). With a registry: the net config to write when it has none.",
-        valueName: "cidr"))
-    var network: String?
+        valueName: "cidr"), transform: IPv4Prefix.parseArgument)
+    var network: IPv4Prefix?
 
-    @Option(help: ArgumentHelp("This node's subnet, inside --network (e.g. 10.244.1.0/24): static mode, no registry.", valueName: "cidr"))
-    var subnet: String?
+    @Option(help: ArgumentHelp("This node's subnet, inside --network (e.g. 10.244.1.0/24): static mode, no registry.", valueName: "cidr"),
+            transform: IPv4Prefix.parseArgument)
+    var subnet: IPv4Prefix?
 
     @Option(name: .customLong("peer"), help: ArgumentHelp(
         "Static mode: a peer node, its subnet and public IP. Repeat for each peer.", valueName: "subnet=ip"))
@@ -121,7 +122,7 @@ struct RunCommand: ParsableCommand {
     @Option(name: .customLong("public-ip"), help: ArgumentHelp(
         "The address peers reach this node at (env FLANNELD_PUBLIC_IP). Default: the interface's address. Set it behind NAT.",
         valueName: "ip"))
-    var publicIP: String?
+    var publicIP: IPv4Address?
 
     @Option(help: ArgumentHelp("Name of the TUN device.", valueName: "name"))
     var tunName = "flannel0"
@@ -164,20 +165,12 @@ struct RunCommand: ParsableCommand {
 
     private func settings() throws -> RunSettings {
         let environment = Environment()
-        let publicIPText = publicIP ?? environment["FLANNELD_PUBLIC_IP"]
-        var publicAddress: IPv4Address?
-        if let publicIPText {
-            guard let address = IPv4Address(publicIPText) else {
-                throw ValidationError("--public-ip '\(publicIPText)' is not an IPv4 address")
+        var publicAddress = publicIP
+        if publicAddress == nil, let text = environment["FLANNELD_PUBLIC_IP"] {
+            guard let address = IPv4Address(text) else {
+                throw ValidationError("FLANNELD_PUBLIC_IP '\(text)' is not an IPv4 address")
             }
             publicAddress = address
-        }
-        var network: IPv4Prefix?
-        if let text = self.network {
-            guard let parsed = IPv4Prefix(text) else {
-                throw ValidationError("--network '\(text)' is not an IPv4 network in CIDR form (e.g. 10.244.0.0/16)")
-            }
-            network = parsed
         }
         if let workers, !(1...256).contains(workers) {
             throw ValidationError("--workers must be between 1 and 256, not \(workers)")
@@ -208,7 +201,7 @@ struct RunCommand: ParsableCommand {
 
     /// Static peers with --subnet; otherwise a registry.
     private func leaseSource(network: IPv4Prefix?, environment: Environment) throws -> LeaseSource {
-        guard let subnetText = self.subnet else {
+        guard let subnet else {
             if !peers.isEmpty || peersFile != nil {
                 throw ValidationError("--peer and --peers-file need --subnet; without it the peers come from the registry")
             }
@@ -247,9 +240,6 @@ struct RunCommand: ParsableCommand {
         }
         guard let network else {
             throw ValidationError("--subnet needs --network (static mode), or leave both to the registry")
-        }
-        guard let subnet = IPv4Prefix(subnetText) else {
-            throw ValidationError("--subnet '\(subnetText)' is not an IPv4 network in CIDR form (e.g. 10.244.1.0/24)")
         }
         guard network.contains(subnet), subnet.length > network.length else {
             throw ValidationError("--subnet \(subnet) must be a smaller network inside --network \(network)")
