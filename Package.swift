@@ -88,6 +88,8 @@ let package = Package(
         .testTarget(name: "WeftIntegrationTests", dependencies: ["WeftCore", "WeftLinux", "WeftRegistry", "WeftCapture", "WeftTestSupport"]),
         .testTarget(name: "WeftBenchTests", dependencies: ["WeftBench", "WeftLinux", "WeftCore", "WeftTestSupport"]),
         .testTarget(name: "WeftLabTests", dependencies: ["WeftLab", "WeftLinux"]),
+        // The CLI's own rules (static peers, argument types), through @testable import.
+        .testTarget(name: "WeftCommandTests", dependencies: ["weft", "WeftCore"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -26,8 +26,8 @@ struct RunSettings {
 
 /// Where this node's subnet and its peers come from.
 enum LeaseSource {
-    /// Given on the command line (`--subnet`, `--peer`, `--peers-file`).
-    case fixed(network: IPv4Prefix, subnet: IPv4Prefix, peers: [Route], peersFile: String?)
+    /// Given on the command line (`--network`, `--subnet`, `--peer`, `--peers-file`).
+    case fixed(StaticPeers)
     /// Leased from a registry, as flanneld does.
     case registry(RegistrySettings)
 }
@@ -203,8 +203,9 @@ final class Node: @unchecked Sendable {
     /// The subnet and first peers, from the command line or from a lease.
     private static func assign(_ settings: RunSettings, publicIP: IPv4Address, logger: Logger) throws -> Assignment {
         switch settings.leases {
-        case .fixed(let network, let subnet, let peers, _):
-            return Assignment(network: network, subnet: subnet, port: settings.port ?? NetworkConfig.defaultUDPPort, peers: peers, leases: nil)
+        case .fixed(let peers):
+            return Assignment(network: peers.network, subnet: peers.subnet, port: settings.port ?? NetworkConfig.defaultUDPPort,
+                              peers: try peers.load(), leases: nil)
         case .registry(let registrySettings):
             let registry: any SubnetRegistry
             switch registrySettings.store {
@@ -276,15 +277,12 @@ final class Node: @unchecked Sendable {
 
     /// SIGHUP: re-reads the peers file and swaps in a new route table while traffic flows.
     private func reloadPeers() {
-        guard case .fixed(let network, let subnet, let fixedPeers, let peersFile) = settings.leases, let path = peersFile else {
+        guard case .fixed(let peers) = settings.leases, let path = peers.peersFile else {
             logger.notice("SIGHUP ignored: no --peers-file to re-read")
             return
         }
         do {
-            var peers = try PeerSpecification.load(path)
-            peers = fixedPeers.filter { fixed in !peers.contains { $0.subnet == fixed.subnet } } + peers
-            try PeerSpecification.check(peers, network: network, ownSubnet: subnet)
-            routes.replace(with: RouteTable(peers))
+            routes.replace(with: RouteTable(try peers.load()))
             logger.info("peers reloaded from \(path): \(routes.current.count) route(s)")
         } catch {
             logger.error("peers file \(path) not reloaded, keeping the current routes: \(error)")

@@ -244,12 +244,11 @@ struct RunCommand: ParsableCommand {
         guard network.contains(subnet), subnet.length > network.length else {
             throw ValidationError("--subnet \(subnet) must be a smaller network inside --network \(network)")
         }
-        var routes = try peers.map { try PeerSpecification.parse($0, source: "--peer") }
-        if let peersFile {
-            routes += try PeerSpecification.load(peersFile)
-        }
-        try PeerSpecification.check(routes, network: network, ownSubnet: subnet)
-        return .fixed(network: network, subnet: subnet, peers: routes, peersFile: peersFile)
+        let staticPeers = StaticPeers(network: network, subnet: subnet,
+                                      flagPeers: try peers.map { try PeerSpecification.parse($0, source: "--peer") },
+                                      peersFile: peersFile)
+        _ = try staticPeers.load()  // a bad file or a conflict is a usage error, reported before start
+        return .fixed(staticPeers)
     }
 }
 

@@ -239,6 +239,31 @@ struct ForwardingTests {
         #expect(weftA.isRunning)
     }
 
+    @Test("SIGHUP with a peer removed from the peers file stops routing to it")
+    func reloadRemovesAPeer() throws {
+        let lab = try Lab()
+        let peers = FileManager.default.temporaryDirectory.appendingPathComponent("weft-peers-\(lab.prefix)").path
+        defer { try? FileManager.default.removeItem(atPath: peers) }
+        try "10.244.2.0/24=198.18.0.2\n".write(toFile: peers, atomically: true, encoding: .utf8)
+        let weftA = try lab.startWeft("nodeA", ["run", "--iface", "ul0", "--network", "10.244.0.0/16", "--subnet", "10.244.1.0/24", "--peers-file", peers])
+        _ = try lab.startWeft("nodeB", Lab.weftArguments(node: "nodeB"))
+        let before = try lab.ping(from: "podA", "10.244.2.2", count: 2)
+        #expect(before.status == 0, "\(before)")
+
+        try "# node B left the cluster\n".write(toFile: peers, atomically: true, encoding: .utf8)
+        weftA.signal(SIGHUP)
+        var reloaded = false
+        for _ in 0..<50 where !reloaded {
+            usleep(100_000)
+            reloaded = weftA.errorOutput.contains("peers reloaded from \(peers): 0 route(s)")
+        }
+        #expect(reloaded, "\(weftA.errorOutput)")
+        let after = try lab.ping(from: "podA", "10.244.2.2", count: 2)
+        #expect(after.status != 0, "no route to a removed peer: \(after)")
+        let summary = weftA.stop().output
+        #expect(dropCount(in: summary, direction: .tunToUDP, reason: .noRoute) >= 2, "\(summary)")
+    }
+
     @Test("interoperates with an independent flannel-udp peer (no Weft code)")
     func interoperatesWithIndependentPeer() throws {
         let lab = try Lab()
