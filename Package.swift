@@ -40,7 +40,7 @@ let package = Package(
         .target(name: "WeftDataPathTesting", dependencies: ["WeftCore", "WeftLinux", "WeftDataPath"]),
         // Subnet leases as flanneld keeps them: net config, lease keys and values, subnet.env,
         // subnet choice, and the registries that store leases. Never touches packets.
-        .target(name: "WeftRegistry", dependencies: ["WeftCore"]),
+        .target(name: "WeftRegistry", dependencies: ["WeftCore", "WeftLinux"]),
         // Subnet leases in etcd v3 through its JSON gateway, on a small SwiftNIO HTTP/1.1 client.
         .target(
             name: "WeftEtcd",

@@ -2,6 +2,7 @@ import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
+import WeftLinux
 
 /// The default registry: etcd's model kept in files in one directory, so any number of Weft
 /// processes on a machine share leases with nothing to install.
@@ -75,10 +76,10 @@ public struct FileRegistry: SubnetRegistry {
     /// start-up rather than at its first lease write.
     public func prepare() throws(RegistryError) {
         try FileRegistryIO.makeDirectory(entriesDirectory)
-        guard access(directory, W_OK) == 0 else { throw FileRegistryIO.unavailable(directory) }
-        let fd = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw FileRegistryIO.unavailable(lockPath) }
-        close(fd)
+        let directory = self.directory
+        try FileRegistryIO.run { () throws(SystemError) in try Files.checkWritable(directory) }
+        let fd = try FileRegistryIO.run { () throws(SystemError) in try Files.open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC) }
+        Files.close(fd)
     }
 
     // MARK: SubnetRegistry
@@ -165,23 +166,29 @@ public struct FileRegistry: SubnetRegistry {
     /// Holds `.lock` for `body`. A shared lock on a directory that does not exist yet (or cannot be
     /// locked because it is read-only) runs `body` unlocked: there is nothing being written to race.
     func withLock<T>(exclusive: Bool, _ body: () throws -> T) throws -> T {
-        var fd: Int32
+        let fd: Int32
         if exclusive {
             try FileRegistryIO.makeDirectory(entriesDirectory)
-            fd = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
-            guard fd >= 0 else { throw FileRegistryIO.unavailable(lockPath) }
+            fd = try FileRegistryIO.run { () throws(SystemError) in try Files.open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC) }
         } else {
-            fd = open(lockPath, O_RDONLY | O_CLOEXEC)
-            if fd < 0 && errno == ENOENT { fd = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o644) }
-            if fd < 0 {
-                if [ENOENT, EACCES, EROFS].contains(errno) { return try body() }
-                throw FileRegistryIO.unavailable(lockPath)
+            let lockPath = self.lockPath
+            let opened: Result<Int32?, SystemError> = Result { () throws(SystemError) in
+                if let descriptor = try Files.openIfPresent(lockPath, O_RDONLY | O_CLOEXEC) { return descriptor }
+                return try Files.openIfPresent(lockPath, O_RDWR | O_CREAT | O_CLOEXEC)
+            }
+            switch opened {
+            case .success(let descriptor?):
+                fd = descriptor
+            case .success(nil):
+                return try body()
+            case .failure(let error) where [EACCES, EROFS].contains(error.errno):
+                return try body()
+            case .failure(let error):
+                throw RegistryError.unavailable("\(error.operation): \(error.message)")
             }
         }
-        defer { close(fd) }  // closing the only descriptor of the description releases the lock
-        while flock(fd, exclusive ? LOCK_EX : LOCK_SH) != 0 {
-            if errno != EINTR { throw FileRegistryIO.unavailable(lockPath) }
-        }
+        defer { Files.close(fd) }  // closing the only descriptor of the description releases the lock
+        try FileRegistryIO.run { () throws(SystemError) in try Files.lock(fd, exclusive: exclusive, path: lockPath) }
         return try body()
     }
 
@@ -231,7 +238,7 @@ public struct FileRegistry: SubnetRegistry {
     /// Deletes expired entries (each a delete event) and temporaries left by a crashed writer;
     /// the caller holds the exclusive lock, so no temporary belongs to a live write.
     private func sweep(_ transaction: inout Transaction) throws {
-        for name in try FileRegistryIO.names(in: entriesDirectory) where name.hasPrefix(".tmp-") {
+        for name in try FileRegistryIO.names(in: entriesDirectory) where Files.isTemporary(name) {
             try FileRegistryIO.remove(entriesDirectory + "/" + name)
         }
         for (key, path) in try entryFiles() {
@@ -257,31 +264,27 @@ public struct FileRegistry: SubnetRegistry {
             kept.append(contentsOf: line)
             kept.append(UInt8(ascii: "\n"))
         }
-        try FileRegistryIO.writeAtomically(kept, to: logPath, directory: directory)
+        try FileRegistryIO.writeAtomically(kept, to: logPath)
     }
 
     /// Revision of the log's first line; nil if the log is empty or missing.
     func firstLogRevision() throws(RegistryError) -> Int64? {
-        let fd = open(logPath, O_RDONLY | O_CLOEXEC)
-        if fd < 0 {
-            if errno == ENOENT { return nil }
-            throw FileRegistryIO.unavailable(logPath)
+        let path = logPath
+        guard let fd = try FileRegistryIO.run({ () throws(SystemError) in try Files.openIfPresent(path, O_RDONLY | O_CLOEXEC) }) else {
+            return nil
         }
-        defer { close(fd) }
+        defer { Files.close(fd) }
         var line: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 4096)
         while true {
-            let count = chunk.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, off_t(line.count)) }
-            if count < 0 {
-                if errno == EINTR { continue }
-                throw FileRegistryIO.unavailable(logPath)
+            let chunk = try FileRegistryIO.run { () throws(SystemError) in
+                try Files.read(fd, from: Int64(line.count), path: path, limit: 4096)
             }
-            if count == 0 { return nil }  // no complete first line
-            if let newline = chunk[0..<count].firstIndex(of: UInt8(ascii: "\n")) {
+            if chunk.isEmpty { return nil }  // no complete first line
+            if let newline = chunk.firstIndex(of: UInt8(ascii: "\n")) {
                 line.append(contentsOf: chunk[0..<newline])
                 return try FileRegistryFormat.decodeEvent(line[...], location: "\(logPath) line 1").revision
             }
-            line.append(contentsOf: chunk[0..<count])
+            line.append(contentsOf: chunk)
         }
     }
 
@@ -303,8 +306,7 @@ public struct FileRegistry: SubnetRegistry {
             let path = try registry.entryPath(forKey: key)
             let entry = RegistryEntry(key: key, value: value, modRevision: revision + 1, expiresAt: expiresAt)
             try advance(with: .put(entry))
-            try FileRegistryIO.writeAtomically(FileRegistryFormat.encodeEntry(entry), to: path,
-                                               directory: registry.entriesDirectory)
+            try FileRegistryIO.writeAtomically(FileRegistryFormat.encodeEntry(entry), to: path)
             return revision
         }
 
@@ -317,32 +319,27 @@ public struct FileRegistry: SubnetRegistry {
 
         private mutating func advance(with event: RegistryEvent) throws {
             let next = revision + 1
-            try FileRegistryIO.writeAtomically(Array("\(next)\n".utf8), to: registry.revisionPath,
-                                               directory: registry.directory)
+            try FileRegistryIO.writeAtomically(Array("\(next)\n".utf8), to: registry.revisionPath)
             revision = next
             try appendToLog(FileRegistryFormat.encodeEvent(event))
         }
 
         private func appendToLog(_ line: [UInt8]) throws {
             let path = registry.logPath
-            let fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0o644)
-            guard fd >= 0 else { throw FileRegistryIO.unavailable(path) }
-            defer { close(fd) }
-            // A writer that crashed mid-append left a line without its newline; cut it off so the
-            // next line is not glued to it.
-            var info = stat()
-            guard fstat(fd, &info) == 0 else { throw FileRegistryIO.unavailable(path) }
-            if info.st_size > 0 {
-                var last: UInt8 = 0
-                guard pread(fd, &last, 1, info.st_size - 1) == 1 else { throw FileRegistryIO.unavailable(path) }
-                if last != UInt8(ascii: "\n") {
-                    let bytes = try FileRegistryIO.readToEnd(fd, from: 0, path: path)
+            try FileRegistryIO.run { () throws(SystemError) in
+                let fd = try Files.open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC)
+                defer { Files.close(fd) }
+                // A writer that crashed mid-append left a line without its newline; cut it off so
+                // the next line is not glued to it.
+                let size = try Files.status(fd, path: path).size
+                if size > 0, try Files.read(fd, from: size - 1, path: path, limit: 1) != [UInt8(ascii: "\n")] {
+                    let bytes = try Files.read(fd, from: 0, path: path)
                     let keep = bytes.lastIndex(of: UInt8(ascii: "\n")).map { $0 + 1 } ?? 0
-                    guard ftruncate(fd, off_t(keep)) == 0 else { throw FileRegistryIO.unavailable(path) }
+                    try Files.truncate(fd, to: Int64(keep), path: path)
                 }
+                try Files.writeAll(fd, line, path: path)
+                try Files.sync(fd, path: path)
             }
-            try FileRegistryIO.writeAll(fd, line, path: path)
-            guard fsync(fd) == 0 else { throw FileRegistryIO.unavailable(path) }
         }
     }
 }

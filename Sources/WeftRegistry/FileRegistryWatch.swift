@@ -2,6 +2,7 @@ import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
+import WeftLinux
 
 extension FileRegistry {
     /// Events under `prefix` with revision > `revision`, in revision order, read by polling
@@ -46,28 +47,26 @@ extension FileRegistry {
     func poll(_ cursor: LogCursor) throws -> ([RegistryEvent], LogCursor) {
         try withLock(exclusive: false) {
             var cursor = cursor
-            let fd = open(logPath, O_RDONLY | O_CLOEXEC)
-            if fd < 0 {
-                guard errno == ENOENT else { throw FileRegistryIO.unavailable(logPath) }
+            let path = logPath
+            guard let fd = try FileRegistryIO.run({ () throws(SystemError) in try Files.openIfPresent(path, O_RDONLY | O_CLOEXEC) }) else {
                 // No log: fine while nothing was written after our revision, else those events are gone.
                 let current = try readRevision()
                 if current > cursor.lastRevision { throw RegistryError.compacted(revision: current + 1) }
                 return ([], cursor)
             }
-            defer { close(fd) }
-            var info = stat()
-            guard fstat(fd, &info) == 0 else { throw FileRegistryIO.unavailable(logPath) }
+            defer { Files.close(fd) }
+            let info = try FileRegistryIO.run { () throws(SystemError) in try Files.status(fd, path: path) }
             var fresh = false
-            if !cursor.opened || UInt64(info.st_dev) != cursor.device || UInt64(info.st_ino) != cursor.inode
-                || Int64(info.st_size) < cursor.offset {
+            if !cursor.opened || info.device != cursor.device || info.inode != cursor.inode || info.size < cursor.offset {
                 // First read, or the log was trimmed (replaced): start over and check for a gap.
                 cursor.opened = true
-                cursor.device = UInt64(info.st_dev)
-                cursor.inode = UInt64(info.st_ino)
+                cursor.device = info.device
+                cursor.inode = info.inode
                 cursor.offset = 0
                 fresh = true
             }
-            let bytes = try FileRegistryIO.readToEnd(fd, from: cursor.offset, path: logPath)
+            let offset = cursor.offset
+            let bytes = try FileRegistryIO.run { () throws(SystemError) in try Files.read(fd, from: offset, path: path) }
             var events: [RegistryEvent] = []
             var lineStart = 0
             while let newline = bytes[lineStart...].firstIndex(of: UInt8(ascii: "\n")) {

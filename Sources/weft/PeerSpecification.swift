@@ -1,6 +1,7 @@
 import ArgumentParser
 import Glibc
 import WeftCore
+import WeftLinux
 
 /// `subnet=public-ip` peer entries, from `--peer` or a peers file.
 enum PeerSpecification {
@@ -17,22 +18,22 @@ enum PeerSpecification {
 
     /// Reads a peers file; blank lines and `#` comments are skipped.
     static func load(_ path: String) throws -> [Route] {
-        guard let file = fopen(path, "r") else {
-            throw ValidationError("--peers-file \(path): \(String(cString: strerror(errno)))")
+        let bytes: [UInt8]
+        do {
+            guard let contents = try Files.read(path, limit: 16 << 20) else {
+                throw ValidationError("--peers-file \(path): \(SystemError(errno: ENOENT, operation: "open").message)")
+            }
+            bytes = contents
+        } catch let error as SystemError {
+            throw ValidationError("--peers-file \(path): \(error.message)")
         }
-        defer { fclose(file) }
         var routes: [Route] = []
-        var lineNumber = 0
-        var line: UnsafeMutablePointer<CChar>?
-        var capacity = 0
-        defer { free(line) }
-        while getline(&line, &capacity, file) >= 0, let line {
-            lineNumber += 1
-            var text = String(cString: line)
-            if let hash = text.firstIndex(of: "#") { text = String(text[..<hash]) }
-            text = text.trimmed
-            if text.isEmpty { continue }
-            routes.append(try parse(text, source: "\(path):\(lineNumber)"))
+        for (index, line) in String(decoding: bytes, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            var text = Substring(line)
+            if let hash = text.firstIndex(of: "#") { text = text[..<hash] }
+            let entry = String(text).trimmed
+            if entry.isEmpty { continue }
+            routes.append(try parse(entry, source: "\(path):\(index + 1)"))
         }
         return routes
     }

@@ -65,10 +65,14 @@ import WeftRegistry
         let directory = scratchDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
         try "not a directory".write(toFile: directory + "/file", atomically: false, encoding: .utf8)
-        #expect(throws: SubnetEnvironmentFileError(operation: "mkdir", path: directory + "/file", errno: ENOTDIR)) {
+        let error = #expect(throws: SubnetEnvironmentFileError.self) {
             try SubnetEnvironmentFile.write(
                 to: directory + "/file/subnet.env", network: network, subnet: subnet, mtu: 1472, ipMasquerade: false)
         }
+        #expect(error?.operation == "mkdir \(directory)/file")
+        #expect(error?.errno == ENOTDIR)
+        #expect(error?.description == "subnet.env: mkdir \(directory)/file: Not a directory (errno 20)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory) == ["file"], "nothing left behind")
     }
 
     @Test func previousSubnetIsNilWhenAbsentOrUnparsable() throws {
