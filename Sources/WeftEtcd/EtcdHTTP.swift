@@ -133,8 +133,22 @@ enum EtcdHTTP {
         }
     }
 
-    static func send(_ outbound: NIOAsyncChannelOutboundWriter<HTTPClientRequestPart>, endpoint: EtcdEndpoint,
+    /// Writes the request. A TLS handshake that fails (e.g. etcd's certificate does not verify)
+    /// closes the channel, and a write racing it sees only "closed": the handshake's own error
+    /// is then in `inbound`, and that is the one thrown.
+    static func send(_ outbound: NIOAsyncChannelOutboundWriter<HTTPClientRequestPart>,
+                     inbound: NIOAsyncChannelInboundStream<HTTPClientResponsePart>, endpoint: EtcdEndpoint,
                      path: String, body: [UInt8], token: String?) async throws {
+        do {
+            try await writeRequest(outbound, endpoint: endpoint, path: path, body: body, token: token)
+        } catch {
+            for try await _ in inbound {}
+            throw error
+        }
+    }
+
+    private static func writeRequest(_ outbound: NIOAsyncChannelOutboundWriter<HTTPClientRequestPart>, endpoint: EtcdEndpoint,
+                                     path: String, body: [UInt8], token: String?) async throws {
         var headers = HTTPHeaders()
         headers.add(name: "Host", value: endpoint.host.contains(":") ? "[\(endpoint.host)]:\(endpoint.port)" : "\(endpoint.host):\(endpoint.port)")
         headers.add(name: "Content-Type", value: "application/json")
@@ -159,7 +173,7 @@ enum EtcdHTTP {
         do {
             return try await withTaskCancellationHandler {
                 try await connection.executeThenClose { inbound, outbound in
-                    try await send(outbound, endpoint: endpoint, path: path, body: body, token: token)
+                    try await send(outbound, inbound: inbound, endpoint: endpoint, path: path, body: body, token: token)
                     var status = 0
                     var collected: [UInt8] = []
                     for try await part in inbound {
@@ -194,7 +208,7 @@ enum EtcdHTTP {
         do {
             try await withTaskCancellationHandler {
                 try await connection.executeThenClose { inbound, outbound in
-                    try await send(outbound, endpoint: endpoint, path: path, body: body, token: token)
+                    try await send(outbound, inbound: inbound, endpoint: endpoint, path: path, body: body, token: token)
                     var status = 0
                     var pending: [UInt8] = []
                     var errorBody: [UInt8] = []
