@@ -1,11 +1,8 @@
 import ArgumentParser
 import Glibc
-import Synchronization
 import WeftBench
 import WeftCore
-
-/// Set by SIGINT/SIGTERM while `weft bench server` runs; the server sees it within 100 ms.
-private let benchServerInterrupted = Atomic<Bool>(false)
+import WeftLinux
 
 /// `weft bench`: measure a path with Weft's own batched sockets, like iperf3.
 struct BenchCommand: ParsableCommand {
@@ -66,15 +63,16 @@ struct BenchServerCommand: ParsableCommand {
         let server: BenchServer
         do { server = try BenchServer(bind: address, port: port) } catch { throw RunError("\(error)") }
         defer { server.close() }
-        signal(SIGINT) { _ in benchServerInterrupted.store(true, ordering: .relaxed) }
-        signal(SIGTERM) { _ in benchServerInterrupted.store(true, ordering: .relaxed) }
+        // The server looks at it at least every 100 ms.
+        let signals = SignalWatch([SIGINT, SIGTERM])
+        defer { signals.cancel() }
         printError("weft bench server: listening on \(address):\(server.port) (TCP and UDP)")
         let outcome: BenchServer.Outcome?
         do {
-            outcome = try server.serve(once: once, shouldStop: { benchServerInterrupted.load(ordering: .relaxed) },
+            outcome = try server.serve(once: once, shouldStop: { signals.received != nil },
                                        log: printError)
         } catch { throw RunError("\(error)") }
-        if benchServerInterrupted.load(ordering: .relaxed) {
+        if signals.received != nil {
             printError("weft bench server: stopped")
             return
         }

@@ -1,11 +1,7 @@
 import ArgumentParser
 import Glibc
-import Synchronization
 import WeftCapture
 import WeftLinux
-
-/// Set by SIGINT/SIGTERM while `weft capture` runs; the capture loop sees it within 100 ms.
-private let captureInterrupted = Atomic<Bool>(false)
 
 /// `weft capture`: capture flannel-udp traffic live, read a pcap, or verify one.
 struct CaptureCommand: ParsableCommand {
@@ -129,8 +125,9 @@ struct CaptureCommand: ParsableCommand {
         do {
             session = try CaptureSession(interface: interface, port: port, filter: filter, writeOuter: writeOuter, writeInner: writeInner)
         } catch { throw RunError("\(error)") }
-        signal(SIGINT) { _ in captureInterrupted.store(true, ordering: .relaxed) }
-        signal(SIGTERM) { _ in captureInterrupted.store(true, ordering: .relaxed) }
+        // The capture loop looks at it at least every 100 ms.
+        let signals = SignalWatch([SIGINT, SIGTERM])
+        defer { signals.cancel() }
         let writing = writeOuter != nil || writeInner != nil
         printError("capturing on \(interface) (link type \(linkTypeName(session.capture.linkType)), filter '\(filter ?? "udp port \(port)")')")
         var lastCounts = MonotonicClock.seconds()
@@ -142,7 +139,7 @@ struct CaptureCommand: ParsableCommand {
             printError("captured \(session.report.total): valid \(session.report[.valid]), violations \(session.report.violations)")
         }
         do {
-            try session.run(count: count, duration: duration, shouldStop: { captureInterrupted.load(ordering: .relaxed) },
+            try session.run(count: count, duration: duration, shouldStop: { signals.received != nil },
                             idle: { fflush(packetOutput); showCounts() }) { header, _, datagram in
                 printPacketLine(describe(header, datagram))
                 showCounts()

@@ -70,8 +70,7 @@ final class Node: @unchecked Sendable {
     private let stopRequest: DispatchSemaphore
     private let failure: Failure
     private let leaseLost = Atomic<Bool>(false)
-    private var signalSources: [DispatchSourceSignal] = []
-    private let signalQueue = DispatchQueue(label: "weft.signals")
+    private var signals: SignalWatch?
     private var maintenance: Task<Void, Never>?
 
     /// The first data-path failure, kept for the exit message.
@@ -264,14 +263,8 @@ final class Node: @unchecked Sendable {
     }
 
     private func installSignalHandlers() {
-        for number in [SIGINT, SIGTERM, SIGHUP] {
-            signal(number, SIG_IGN)  // DispatchSource handles them; the default action would kill us
-            let source = DispatchSource.makeSignalSource(signal: number, queue: signalQueue)
-            source.setEventHandler { [self] in
-                if number == SIGHUP { reloadPeers() } else { stopRequest.signal() }
-            }
-            source.resume()
-            signalSources.append(source)
+        signals = SignalWatch([SIGINT, SIGTERM, SIGHUP]) { [self] number in
+            if number == SIGHUP { reloadPeers() } else { stopRequest.signal() }
         }
     }
 
@@ -300,7 +293,7 @@ final class Node: @unchecked Sendable {
     /// Stops the threads, removes flannel0 (and with it its address and route), closes the
     /// socket. The lease stays in the registry, so a restarted node gets the same subnet.
     func shutDown() -> CounterSnapshot {
-        for source in signalSources { source.cancel() }
+        signals?.cancel()
         maintenance?.cancel()
         forwarder.stop()
         tun.close()
