@@ -124,7 +124,10 @@ final class Node: @unchecked Sendable {
 
     /// Resolves the underlay, gets the subnet, binds the socket, creates flannel0 and starts
     /// forwarding (and, with a registry, renewing the lease and following the peers).
-    static func start(_ settings: RunSettings, logger: Logger) throws -> Node {
+    ///
+    /// What it creates cleans itself up when a later step fails: the socket and the TUN close
+    /// (and flannel0 with its address and route goes) when they are released.
+    static func start(_ settings: RunSettings, logger: Logger) async throws -> Node {
         let (underlay, bindAddress) = try underlayInterface(settings)
         let ifaceName = underlay.name
         let pathMTU = OverlayDevice.pathMTU(underlayMTU: underlay.mtu)
@@ -132,7 +135,7 @@ final class Node: @unchecked Sendable {
             throw RunError("interface \(ifaceName) has MTU \(underlay.mtu); the overlay needs at least 604")
         }
         let publicIP = settings.publicIP ?? bindAddress
-        let assignment = try assign(settings, publicIP: publicIP, logger: logger)
+        let assignment = try await assign(settings, publicIP: publicIP, logger: logger)
         let port = assignment.port
 
         // Bound to the interface's address, never 0.0.0.0 (flannel #398), so datagrams leave with
@@ -147,7 +150,6 @@ final class Node: @unchecked Sendable {
         do {
             tun = try OverlayDevice.create(name: settings.tunName, network: assignment.network, subnet: assignment.subnet, underlayMTU: underlay.mtu, offloads: settings.offloads)
         } catch {
-            socket.close()
             throw RunError("cannot set up TUN \(settings.tunName): \(error) (weft run needs root or CAP_NET_ADMIN and /dev/net/tun)")
         }
         var segmentationOffload = false
@@ -156,8 +158,6 @@ final class Node: @unchecked Sendable {
                 try socket.enableGRO()
                 segmentationOffload = UDPSocket.supportsGSO
             } catch {
-                tun.close()
-                socket.close()
                 throw RunError("cannot enable UDP GRO on \(bindAddress):\(port): \(error) (try --no-offload)")
             }
         }
@@ -177,8 +177,6 @@ final class Node: @unchecked Sendable {
                 stopRequest.signal()
             }
         } catch {
-            tun.close()
-            socket.close()
             throw RunError("cannot start the data path: \(error)")
         }
         if let leases = assignment.leases {
@@ -186,8 +184,6 @@ final class Node: @unchecked Sendable {
                 // flanneld writes subnet.env once the backend is up, for the CNI plugin.
                 try SubnetEnvironmentFile.write(to: leases.subnetFile, network: assignment.network, subnet: assignment.subnet, mtu: pathMTU, ipMasquerade: false)
             } catch {
-                tun.close()
-                socket.close()
                 throw RunError("cannot write \(leases.subnetFile): \(error)")
             }
         }
@@ -200,7 +196,7 @@ final class Node: @unchecked Sendable {
     }
 
     /// The subnet and first peers, from the command line or from a lease.
-    private static func assign(_ settings: RunSettings, publicIP: IPv4Address, logger: Logger) throws -> Assignment {
+    private static func assign(_ settings: RunSettings, publicIP: IPv4Address, logger: Logger) async throws -> Assignment {
         switch settings.leases {
         case .fixed(let peers):
             return Assignment(network: peers.network, subnet: peers.subnet, port: settings.port ?? NetworkConfig.defaultUDPPort,
@@ -230,13 +226,15 @@ final class Node: @unchecked Sendable {
                     previousSubnet: SubnetEnvironmentFile.previousSubnet(at: registrySettings.subnetFile)),
                 log: { message in logger.info("\(message)") })
             let initialConfig = registrySettings.initialNetwork.map { Array(#"{"Network":"\#($0)","Backend":{"Type":"udp"}}"#.utf8) }
-            let (config, lease, peers) = try blockingAwait {
-                let config = try await manager.loadConfig(creatingIfMissing: initialConfig)
-                let lease = try await manager.acquire(config: config)
-                let peers = try await manager.listLeases().0
+            let config: NetworkConfig, lease: SubnetLease, peers: [Route]
+            do {
+                config = try await manager.loadConfig(creatingIfMissing: initialConfig)
+                lease = try await manager.acquire(config: config)
+                peers = try await manager.listLeases().0
                     .filter { $0.subnet != lease.subnet }
                     .map { Route(subnet: $0.subnet, nextHop: $0.publicIP) }
-                return (config, lease, peers)
+            } catch {
+                throw RunError("\(error)")
             }
             if let port = settings.port, port != config.port {
                 throw RunError("--port \(port) differs from the net config's Backend.Port \(config.port): every node must use the same port")
@@ -282,9 +280,17 @@ final class Node: @unchecked Sendable {
         }
     }
 
-    /// Blocks until SIGINT/SIGTERM, a lost lease or a data-path failure.
-    func waitForStop() -> Outcome {
-        stopRequest.wait()
+    /// Returns after SIGINT/SIGTERM, a lost lease or a data-path failure.
+    func waitForStop() async -> Outcome {
+        // The semaphore is signalled from signal, registry and data-path threads; it is waited
+        // for on a Dispatch thread, never on one of the concurrency pool's few threads.
+        let stopRequest = self.stopRequest
+        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+            DispatchQueue.global().async {
+                stopRequest.wait()
+                done.resume()
+            }
+        }
         if let message = failure.message.withLock({ $0 }) { return .failed(message) }
         if leaseLost.load(ordering: .acquiring) { return .leaseLost }
         return .signalled
@@ -300,28 +306,4 @@ final class Node: @unchecked Sendable {
         socket.close()
         return forwarder.counters.snapshot()
     }
-}
-
-/// Runs async registry work from the synchronous start-up path and waits for it.
-private func blockingAwait<T: Sendable>(_ operation: @escaping @Sendable () async throws -> T) throws -> T {
-    let box = ResultBox<T>()
-    let done = DispatchSemaphore(value: 0)
-    Task.detached {
-        do {
-            box.result = .success(try await operation())
-        } catch {
-            box.result = .failure(error)
-        }
-        done.signal()
-    }
-    done.wait()
-    switch box.result! {
-    case .success(let value): return value
-    case .failure(let error): throw RunError("\(error)")
-    }
-}
-
-/// Written by one task before it signals, read after the wait: the semaphore orders the two.
-private final class ResultBox<T>: @unchecked Sendable {
-    var result: Result<T, Error>?
 }

@@ -10,7 +10,7 @@ import WeftLinux
 import WeftRegistry
 
 /// `weft run`: this node's forwarder, with its peers given on the command line or in a file.
-struct RunCommand: ParsableCommand {
+struct RunCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "run",
         abstract: "Forward this node's overlay traffic to its peers.",
@@ -143,7 +143,7 @@ struct RunCommand: ParsableCommand {
         _ = try settings()
     }
 
-    func run() throws {
+    func run() async throws {
         let settings = try settings()
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
@@ -151,8 +151,8 @@ struct RunCommand: ParsableCommand {
             return handler
         }
         let logger = Logger(label: "weft")
-        let node = try Node.start(settings, logger: logger)
-        let outcome = node.waitForStop()
+        let node = try await Node.start(settings, logger: logger)
+        let outcome = await node.waitForStop()
         let summary = node.shutDown()
         if case .leaseLost = outcome {
             logger.notice("our lease was deleted from the registry: stopping, as flanneld does")

@@ -3,7 +3,7 @@ import Glibc
 
 /// The `weft` command: a flannel-udp compatible overlay forwarder.
 @main
-struct Weft: ParsableCommand {
+struct Weft: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "weft",
         abstract: "A fast, checked userspace overlay forwarder that speaks flannel's udp backend wire format.",
@@ -21,14 +21,18 @@ struct Weft: ParsableCommand {
 
     /// A bad flag or a failed start is one line on stderr and a non-zero exit; `--help` and
     /// `--version` print in full.
-    static func main() {
+    static func main() async {
         if let refusal = FlanneldFlags.refusal(arguments: Array(CommandLine.arguments.dropFirst()), environment: Environment()) {
             printError("weft: " + refusal)
             Glibc.exit(ExitCode.validationFailure.rawValue)
         }
         do {
             var command = try parseAsRoot()
-            try command.run()
+            if var asynchronous = command as? AsyncParsableCommand {
+                try await asynchronous.run()
+            } else {
+                try command.run()
+            }
         } catch {
             let code = exitCode(for: error)
             if code == .success { exit(withError: error) }
