@@ -36,7 +36,7 @@ let package = Package(
         .target(name: "WeftDataPath", dependencies: ["WeftCore", "WeftLinux"]),
         // In-memory PacketTunnel and DatagramTransport fakes that record what the threads wrote
         // and sent, inject packets and faults, or (for benchmarks) replay a packet set without
-        // allocating; packet builders for both.
+        // allocating; packet builders and a seeded random generator for both.
         .target(name: "WeftDataPathTesting", dependencies: ["WeftCore", "WeftLinux", "WeftDataPath"]),
         // Subnet leases as flanneld keeps them: net config, lease keys and values, subnet.env,
         // subnet choice, and the registries that store leases. Never touches packets.
@@ -80,13 +80,13 @@ let package = Package(
         // Shared by the test targets: subprocesses with bounded waits, temporary directories.
         .target(name: "WeftTestSupport", dependencies: ["WeftLinux"], path: "Tests/WeftTestSupport"),
         .testTarget(name: "WeftCoreTests", dependencies: ["WeftCore", "WeftDataPathTesting"]),
-        .testTarget(name: "WeftLinuxTests", dependencies: ["WeftLinux", "WeftCore"]),
+        .testTarget(name: "WeftLinuxTests", dependencies: ["WeftLinux", "WeftCore", "CWeftLinux"]),
         .testTarget(name: "WeftDataPathTests", dependencies: ["WeftDataPath", "WeftDataPathTesting", "WeftLinux", "WeftCore"]),
-        .testTarget(name: "WeftRegistryTests", dependencies: ["WeftRegistry", "WeftCore", "WeftTestSupport"]),
+        .testTarget(name: "WeftRegistryTests", dependencies: ["WeftRegistry", "WeftCore", "WeftTestSupport", "WeftDataPathTesting"]),
         .testTarget(name: "WeftEtcdTests", dependencies: ["WeftCore", "WeftEtcd", "WeftRegistry", "WeftTestSupport"]),
         .testTarget(name: "WeftCaptureTests", dependencies: ["WeftCapture", "WeftCore", "WeftLinux", "WeftTestSupport"]),
         .testTarget(name: "WeftIntegrationTests", dependencies: ["WeftCore", "WeftLinux", "WeftRegistry", "WeftCapture", "WeftTestSupport"]),
-        .testTarget(name: "WeftBenchTests", dependencies: ["WeftBench", "WeftLinux", "WeftCore", "WeftTestSupport"]),
+        .testTarget(name: "WeftBenchTests", dependencies: ["WeftBench", "WeftLinux", "WeftCore", "WeftTestSupport", "WeftDataPathTesting"]),
         .testTarget(name: "WeftLabTests", dependencies: ["WeftLab", "WeftLinux"]),
         // The CLI's own rules (static peers, argument types), through @testable import.
         .testTarget(name: "WeftCommandTests", dependencies: ["weft", "WeftCore"]),

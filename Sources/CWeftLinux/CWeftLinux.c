@@ -19,14 +19,11 @@
 
 // --- TUN -------------------------------------------------------------------------------------
 
-const unsigned long CWeftLinux_TUNSETIFF = TUNSETIFF;
 const int CWeftLinux_IFF_TUN = IFF_TUN;
 const int CWeftLinux_IFF_NO_PI = IFF_NO_PI;
 const int CWeftLinux_IFNAMSIZ = IFNAMSIZ;
 
 const int CWeftLinux_IFF_VNET_HDR = IFF_VNET_HDR;
-const unsigned long CWeftLinux_TUNSETVNETHDRSZ = TUNSETVNETHDRSZ;
-const unsigned long CWeftLinux_TUNSETOFFLOAD = TUNSETOFFLOAD;
 const unsigned int CWeftLinux_TUN_F_CSUM = TUN_F_CSUM;
 const unsigned int CWeftLinux_TUN_F_TSO4 = TUN_F_TSO4;
 const int CWeftLinux_sizeof_virtio_net_hdr = (int)sizeof(struct virtio_net_hdr);
@@ -58,24 +55,6 @@ int CWeftLinux_tun_set_iff(int fd, const char *name, int flags, char *out_name) 
     return 0;
 }
 
-int CWeftLinux_tun_open(const char *name, int flags, char *out_name) {
-    if (strlen(name) >= IFNAMSIZ) {
-        errno = ENAMETOOLONG;
-        return -1;
-    }
-    int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC | O_NONBLOCK);
-    if (fd < 0) {
-        return -1;
-    }
-    if (CWeftLinux_tun_set_iff(fd, name, flags, out_name) < 0) {
-        int saved = errno;
-        close(fd);
-        errno = saved;
-        return -1;
-    }
-    return fd;
-}
-
 // --- UDP batches -----------------------------------------------------------------------------
 
 _Static_assert(sizeof(CWeftLinux_mmsghdr) == sizeof(struct mmsghdr), "mmsghdr mirror size");
@@ -93,7 +72,6 @@ int CWeftLinux_sendmmsg(int fd, CWeftLinux_mmsghdr *vec, unsigned int vlen, int 
 
 const int CWeftLinux_MSG_TRUNC = MSG_TRUNC;
 const int CWeftLinux_MSG_WAITFORONE = MSG_WAITFORONE;
-const int CWeftLinux_MSG_DONTWAIT = MSG_DONTWAIT;
 
 // --- UDP segmentation offloads ---------------------------------------------------------------
 
@@ -151,13 +129,9 @@ const int CWeftLinux_EFD_CLOEXEC = EFD_CLOEXEC;
 const int CWeftLinux_AF_NETLINK = AF_NETLINK;
 const int CWeftLinux_NETLINK_ROUTE = NETLINK_ROUTE;
 const int CWeftLinux_SOL_NETLINK = SOL_NETLINK;
-#ifndef NETLINK_EXT_ACK
-#define NETLINK_EXT_ACK 11
-#endif
 #ifndef NETLINK_CAP_ACK
 #define NETLINK_CAP_ACK 10
 #endif
-const int CWeftLinux_NETLINK_EXT_ACK = NETLINK_EXT_ACK;
 const int CWeftLinux_NETLINK_CAP_ACK = NETLINK_CAP_ACK;
 
 int CWeftLinux_netlink_bind(int fd) {

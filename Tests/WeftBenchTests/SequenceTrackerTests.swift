@@ -1,4 +1,5 @@
 import Testing
+import WeftDataPathTesting
 import WeftCore
 @testable import WeftBench
 

@@ -1,6 +1,7 @@
 import Glibc
 import Synchronization
 import Testing
+import WeftDataPathTesting
 import WeftCore
 
 @Suite struct PacketPoolTests {
@@ -114,54 +115,5 @@ import WeftCore
         #expect(errors.value == 0)
         #expect(received.value == Int(total))
         #expect(ring.isEmpty)
-    }
-
-    @Test func mpmcBasics() {
-        let queue = MPMCIndexQueue(capacity: 5)
-        #expect(queue.capacity == 8)
-        #expect(queue.pop() == nil)
-        for value in Int32(0)..<8 { #expect(queue.push(value)) }
-        #expect(!queue.push(8))
-        for value in Int32(0)..<8 { #expect(queue.pop() == value) }
-        #expect(queue.pop() == nil)
-        // Wrap around many times.
-        for value in Int32(0)..<1_000 {
-            #expect(queue.push(value))
-            #expect(queue.pop() == value)
-        }
-    }
-
-    @Test func mpmcDeliversEveryValueExactlyOnce() {
-        let queue = MPMCIndexQueue(capacity: 64)
-        let perProducer = 100_000
-        let total = 4 * perProducer
-        let seen = SharedFlags(count: total)
-        let duplicates = SharedInt()
-        let popped = SharedInt()
-        let outOfOrder = SharedInt()
-        runOnThreads(8) { thread in
-            if thread < 4 {
-                for index in 0..<perProducer {
-                    let value = Int32(thread * perProducer + index)
-                    while !queue.push(value) { sched_yield() }
-                }
-            } else {
-                // Per producer, values must come out in the order that producer pushed them.
-                var lastFromProducer = [Int](repeating: -1, count: 4)
-                while popped.value < total {
-                    guard let value = queue.pop() else { sched_yield(); continue }
-                    if seen.set(Int(value)) { duplicates.add(1) }
-                    let producer = Int(value) / perProducer
-                    if Int(value) <= lastFromProducer[producer] { outOfOrder.add(1) }
-                    lastFromProducer[producer] = Int(value)
-                    popped.add(1)
-                }
-            }
-        }
-        #expect(duplicates.value == 0)
-        #expect(outOfOrder.value == 0)
-        #expect(popped.value == total)
-        #expect((0..<total).allSatisfy { seen.clear($0) })
-        #expect(queue.pop() == nil)
     }
 }

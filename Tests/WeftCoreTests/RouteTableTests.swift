@@ -1,4 +1,5 @@
 import Testing
+import WeftDataPathTesting
 import WeftCore
 
 private func prefix(_ text: String) -> IPv4Prefix { IPv4Prefix(text)! }

@@ -1,6 +1,7 @@
 import Testing
 import WeftCore
 @testable import WeftLinux
+import CWeftLinux
 
 /// Byte-for-byte checks of the rtnetlink encoders (little-endian hosts: x86_64, aarch64).
 @Suite struct NetlinkMessageTests {
@@ -103,5 +104,28 @@ import WeftCore
             + NetlinkMessage.message(type: 16, flags: 0, sequence: 7, body: [0, 0, 0, 0])
         let replies = bytes.withUnsafeBytes { NetlinkMessage.parseReplies($0) }
         #expect(replies == [.ack(sequence: 5), .error(sequence: 6, errno: 17), .other(type: 16, sequence: 7)])
+    }
+}
+
+/// The hand-written layouts against the kernel's own struct sizes, as the C compiler sees the
+/// headers on this machine: a field added or mis-sized in the encoders shows up here.
+@Suite struct KernelLayoutTests {
+    @Test func messageLengthsAreTheKernelStructs() {
+        let header = Int(CWeftLinux_sizeof_nlmsghdr)
+        let attribute = Int(CWeftLinux_sizeof_rtattr)
+        #expect(NetlinkMessage.headerSize == header)
+        #expect(NetlinkMessage.setLink(index: 1, up: true, mtu: nil, sequence: 1).count == header + Int(CWeftLinux_sizeof_ifinfomsg))
+        #expect(NetlinkMessage.setLink(index: 1, up: true, mtu: 1472, sequence: 1).count
+            == header + Int(CWeftLinux_sizeof_ifinfomsg) + attribute + 4)
+        #expect(NetlinkMessage.addAddress(IPv4Address(10, 244, 1, 0), prefixLength: 32, interfaceIndex: 1, sequence: 1).count
+            == header + Int(CWeftLinux_sizeof_ifaddrmsg) + 2 * (attribute + 4))
+        #expect(NetlinkMessage.addRoute(IPv4Prefix("10.244.0.0/16")!, interfaceIndex: 1, sequence: 1).count
+            == header + Int(CWeftLinux_sizeof_rtmsg) + 2 * (attribute + 4))
+        #expect(CWeftLinux_sizeof_nlmsgerr == 20, "an ack is an nlmsgerr: errno then the request's header")
+    }
+
+    @Test func theVirtioHeaderIsTheKernelStruct() {
+        #expect(VirtioNetHeader.size == Int(CWeftLinux_sizeof_virtio_net_hdr))
+        #expect(TunDevice.offloadVnetHeaderSize == Int(CWeftLinux_sizeof_virtio_net_hdr))
     }
 }

@@ -1,4 +1,5 @@
 import Benchmark
+import WeftDataPathTesting
 import WeftCore
 
 /// A table of `count` distinct random prefixes (random network, length 8...32) and 4096 random

@@ -20,15 +20,8 @@
 
 // --- TUN -------------------------------------------------------------------------------------
 
-extern const unsigned long CWeftLinux_TUNSETIFF;
 extern const int CWeftLinux_IFF_TUN;
 extern const int CWeftLinux_IFF_NO_PI;
-
-/// Opens /dev/net/tun (O_RDWR|O_CLOEXEC|O_NONBLOCK) and issues TUNSETIFF with `name` (may hold
-/// "%d") and `flags`. On success returns the fd and copies the kernel's interface name
-/// (NUL-terminated, at most IFNAMSIZ bytes) to `out_name`. On failure returns -1 with errno set;
-/// a name of IFNAMSIZ bytes or more fails with ENAMETOOLONG before anything is opened.
-int CWeftLinux_tun_open(const char *name, int flags, char *out_name);
 
 /// TUNSETIFF alone on an fd already open on /dev/net/tun (so Swift can tell a failed open from
 /// a failed ioctl in its error messages). Returns 0, or -1 with errno set; ENAMETOOLONG when
@@ -39,8 +32,6 @@ extern const int CWeftLinux_IFNAMSIZ;
 
 // TUN offloads (virtio-net header in front of every packet).
 extern const int CWeftLinux_IFF_VNET_HDR;
-extern const unsigned long CWeftLinux_TUNSETVNETHDRSZ;
-extern const unsigned long CWeftLinux_TUNSETOFFLOAD;
 extern const unsigned int CWeftLinux_TUN_F_CSUM;
 extern const unsigned int CWeftLinux_TUN_F_TSO4;
 /// sizeof(struct virtio_net_hdr), the legacy header without num_buffers: 10.
@@ -66,7 +57,6 @@ int CWeftLinux_sendmmsg(int fd, CWeftLinux_mmsghdr *vec, unsigned int vlen, int 
 
 extern const int CWeftLinux_MSG_TRUNC;
 extern const int CWeftLinux_MSG_WAITFORONE;
-extern const int CWeftLinux_MSG_DONTWAIT;
 
 // --- UDP segmentation offloads (GSO send, GRO receive) -------------------------------------
 
@@ -99,7 +89,6 @@ extern const int CWeftLinux_EFD_CLOEXEC;
 extern const int CWeftLinux_AF_NETLINK;
 extern const int CWeftLinux_NETLINK_ROUTE;
 extern const int CWeftLinux_SOL_NETLINK;
-extern const int CWeftLinux_NETLINK_EXT_ACK;
 extern const int CWeftLinux_NETLINK_CAP_ACK;
 
 /// Fills a sockaddr_nl for the kernel (nl_pid 0, no groups) and calls bind/sendto as needed.
