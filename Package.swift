@@ -67,8 +67,8 @@ let package = Package(
         ),
         // The namespace lab (`weft lab`): topology plan, bounded command runner, lab set-up and
         // teardown, and the compare matrix with its table, JSON and SVG. Shells out to `ip`;
-        // never used by the forwarder.
-        .target(name: "WeftLab", dependencies: ["WeftLinux"]),
+        // never used by the forwarder. WeftRegistry writes the nodes' subnet.env files.
+        .target(name: "WeftLab", dependencies: ["WeftLinux", "WeftCore", "WeftRegistry"]),
         .executableTarget(
             name: "weft",
             dependencies: [
