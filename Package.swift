@@ -85,7 +85,7 @@ let package = Package(
         .testTarget(name: "WeftRegistryTests", dependencies: ["WeftRegistry", "WeftCore", "WeftTestSupport"]),
         .testTarget(name: "WeftEtcdTests", dependencies: ["WeftCore", "WeftEtcd", "WeftRegistry", "WeftTestSupport"]),
         .testTarget(name: "WeftCaptureTests", dependencies: ["WeftCapture", "WeftCore", "WeftLinux", "WeftTestSupport"]),
-        .testTarget(name: "WeftIntegrationTests", dependencies: ["WeftCore", "WeftLinux", "WeftRegistry", "WeftCapture", "WeftTestSupport"]),
+        .testTarget(name: "WeftIntegrationTests", dependencies: ["WeftCore", "WeftLinux", "WeftRegistry", "WeftCapture", "WeftLab", "WeftTestSupport"]),
         .testTarget(name: "WeftBenchTests", dependencies: ["WeftBench", "WeftLinux", "WeftCore", "WeftTestSupport"]),
         .testTarget(name: "WeftLabTests", dependencies: ["WeftLab", "WeftLinux"]),
         // The CLI's own rules (static peers, argument types), through @testable import.
