@@ -29,7 +29,7 @@ struct LabCommand: ParsableCommand {
 }
 
 struct LabPrefixOption: ParsableArguments {
-    @Option(help: ArgumentHelp("Namespace prefix: the lab's namespaces are <prefix>-podA, <prefix>-nodeA, ...", valueName: "prefix"))
+    @Option(help: ArgumentHelp("Namespace prefix (a-z, 0-9 and '-', 1 to 24 characters): the lab's namespaces are <prefix>-podA, <prefix>-nodeA, ...", valueName: "prefix"))
     var prefix = "wl"
 
     func validate() throws {
