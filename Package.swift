@@ -67,8 +67,8 @@ let package = Package(
         ),
         // The namespace lab (`weft lab`): topology plan, bounded command runner, lab set-up and
         // teardown, and the compare matrix with its table, JSON and SVG. Shells out to `ip`;
-        // never used by the forwarder.
-        .target(name: "WeftLab", dependencies: ["WeftLinux"]),
+        // never used by the forwarder. WeftRegistry writes the nodes' subnet.env files.
+        .target(name: "WeftLab", dependencies: ["WeftLinux", "WeftCore", "WeftRegistry"]),
         .executableTarget(
             name: "weft",
             dependencies: [
@@ -85,7 +85,7 @@ let package = Package(
         .testTarget(name: "WeftRegistryTests", dependencies: ["WeftRegistry", "WeftCore", "WeftTestSupport", "WeftDataPathTesting"]),
         .testTarget(name: "WeftEtcdTests", dependencies: ["WeftCore", "WeftEtcd", "WeftRegistry", "WeftTestSupport"]),
         .testTarget(name: "WeftCaptureTests", dependencies: ["WeftCapture", "WeftCore", "WeftLinux", "WeftTestSupport"]),
-        .testTarget(name: "WeftIntegrationTests", dependencies: ["WeftCore", "WeftLinux", "WeftRegistry", "WeftCapture", "WeftTestSupport"]),
+        .testTarget(name: "WeftIntegrationTests", dependencies: ["WeftCore", "WeftLinux", "WeftRegistry", "WeftCapture", "WeftLab", "WeftTestSupport"]),
         .testTarget(name: "WeftBenchTests", dependencies: ["WeftBench", "WeftLinux", "WeftCore", "WeftTestSupport", "WeftDataPathTesting"]),
         .testTarget(name: "WeftLabTests", dependencies: ["WeftLab", "WeftLinux"]),
         // The CLI's own rules (static peers, argument types), through @testable import.

@@ -1,12 +1,17 @@
-# tools/weftlab.sh: shell functions shared by tools/perf, tools/demo and tools/scale.
-# Source it (after setting REPO, PREFIX, WORKDIR); it is not a command.
+# tools/weftlab.sh: shell functions shared by tools/lab, tools/perf, tools/demo, tools/scale
+# and tools/bench-vs-iperf3. Source it (after setting REPO, PREFIX, WORKDIR); it is not a command.
 # Callers print wl_weft_logs on failure (from their EXIT trap).
-# Nothing here touches the root namespace: everything goes through tools/lab.
+# Nothing here touches the root namespace: everything goes through `weft lab` (run wl_weft_bin
+# first), whose namespaces are the only place anything is created.
 
 WEFT_PIDS=()
 
-wl_lab() { "$REPO/tools/lab" "$@"; }
-wl_exec() { local node="$1"; shift; "$REPO/tools/lab" exec --prefix "$PREFIX" "$node" -- "$@"; }
+wl_lab() { "$WEFT" lab "$@"; }
+# Exit traps call this whether or not the lab (or even $WEFT) came to exist.
+wl_lab_down() { [[ -z "${WEFT:-}" ]] || "$WEFT" lab down --prefix "$PREFIX" "$@"; }
+wl_exec() { local node="$1"; shift; "$WEFT" lab exec --prefix "$PREFIX" "$node" -- "$@"; }
+# `weft lab up` keeps a lab's state here, including each node's subnet.env in weft mode.
+wl_state() { echo "/run/weft-lab/$PREFIX"; }
 
 # Resolve WEFT_BIN to an absolute path. Without WEFT_BIN, build the release binary
 # (an up-to-date build is a no-op), so a stale binary is never measured.
@@ -28,17 +33,18 @@ wl_weft_bin() {
 # Extra flags for weft run come from the array WEFT_EXTRA_ARGS (e.g. --no-offload).
 # WEFT_LEASES=registry: no --subnet/--peer; the nodes lease their subnets from a file
 # registry in $WORKDIR/registry, as flanneld does from etcd. The lab's pods are wired for
-# SUBNET, so each node's subnet.env names it as its previous subnet, which a node
-# takes again when it is free (flanneld's restart rule).
+# SUBNET, so each node's subnet.env (written by `weft lab up --mode weft` in $(wl_state))
+# names it as its previous subnet, which a node takes again when it is free (flanneld's
+# restart rule).
 # WEFT_LEASES=etcd: the same, but leasing from etcd at $WL_ETCD_ENDPOINT (see wl_start_etcd)
 # with --etcd-endpoints instead of the file registry. Default: static peers.
 wl_start_weft() {
   local node="$1" subnet="$2" peer="$3" bound="${WEFT_MAX_SECONDS:-600}" leases=()
   case "${WEFT_LEASES:-static}" in
     registry|etcd)
-      local env="$WORKDIR/subnet-$node.env" base="${subnet%/*}"
-      printf 'FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=%s.1/%s\nFLANNEL_MTU=1472\nFLANNEL_IPMASQ=false\n' \
-        "${base%.*}" "${subnet#*/}" >"$env"
+      local env
+      env="$(wl_state)/subnet-$node.env"
+      [[ -f "$env" ]] || { echo "$env missing: build the lab with weft lab up --mode weft" >&2; return 1; }
       if [[ "$WEFT_LEASES" == etcd ]]; then
         leases=(--etcd-endpoints "$WL_ETCD_ENDPOINT" --subnet-file "$env")
       else
@@ -49,8 +55,8 @@ wl_start_weft() {
     *) echo "WEFT_LEASES='$WEFT_LEASES': expected static, registry or etcd" >&2; return 1 ;;
   esac
   # Not via a shell function: $! must be the PID of timeout itself
-  # (tools/lab exec execs ip netns exec, which execs timeout).
-  "$REPO/tools/lab" exec --prefix "$PREFIX" "$node" -- timeout -k 5 "$bound" "$WEFT" run --iface ul0 --network 10.244.0.0/16 \
+  # (weft lab exec execs ip netns exec, which execs timeout).
+  "$WEFT" lab exec --prefix "$PREFIX" "$node" -- timeout -k 5 "$bound" "$WEFT" run --iface ul0 --network 10.244.0.0/16 \
     "${leases[@]}" ${WEFT_EXTRA_ARGS[@]+"${WEFT_EXTRA_ARGS[@]}"} >"$WORKDIR/weft-$node.log" 2>&1 &
   WEFT_PIDS+=($!)
 }
@@ -62,7 +68,7 @@ wl_start_weft_both() {
 
 # etcd for WEFT_LEASES=etcd and tools/scale: one member inside P-nodeA only, clients on
 # the underlay address 198.18.0.1:2379, peers on 127.0.0.1:2380 (nodeA's own loopback),
-# data in $WORKDIR/etcd, log in $WORKDIR/etcd.log. Bounded by timeout; tools/lab down
+# data in $WORKDIR/etcd, log in $WORKDIR/etcd.log. Bounded by timeout; weft lab down
 # kills it with the namespace in any case.
 WL_ETCD_ENDPOINT="http://198.18.0.1:2379"
 WL_ETCD_PID=""
@@ -70,7 +76,7 @@ wl_etcdkv() { wl_exec nodeA timeout 60 python3 "$REPO/tools/testpeers/etcdkv.py"
 wl_start_etcd() {
   local bound="${WEFT_MAX_SECONDS:-600}"
   command -v etcd >/dev/null || { echo "etcd not found on PATH (apt-get install etcd-server)" >&2; return 1; }
-  "$REPO/tools/lab" exec --prefix "$PREFIX" nodeA -- timeout -k 5 "$bound" etcd --name weft-lab \
+  "$WEFT" lab exec --prefix "$PREFIX" nodeA -- timeout -k 5 "$bound" etcd --name weft-lab \
     --data-dir "$WORKDIR/etcd" \
     --listen-client-urls "$WL_ETCD_ENDPOINT" --advertise-client-urls "$WL_ETCD_ENDPOINT" \
     --listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 \
@@ -152,7 +158,7 @@ wl_stop_weft() {
 # wl_iperf SECONDS STREAMS OUTJSON: iperf3 TCP pod A -> pod B; prints Gbit/s.
 wl_iperf() {
   local secs="$1" streams="$2" out="$3" spid i rc=0
-  "$REPO/tools/lab" exec --prefix "$PREFIX" podB -- timeout -k 2 $((secs + 30)) iperf3 -s -B 10.244.2.2 -p 5201 -1 \
+  "$WEFT" lab exec --prefix "$PREFIX" podB -- timeout -k 2 $((secs + 30)) iperf3 -s -B 10.244.2.2 -p 5201 -1 \
     >"$out.server" 2>&1 &
   spid=$!
   for ((i = 0; i < 50; i++)); do

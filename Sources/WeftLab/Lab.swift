@@ -30,10 +30,12 @@ public final class Lab: @unchecked Sendable {
         return nil
     }
 
-    /// Builds the lab; in weft mode starts `weft` (`weftBinary`) run in every node, in its own
-    /// session so it outlives this process; then waits until every pod answers a ping from
-    /// every other pod (at most `pingTimeout` seconds). Refuses if any `P-*` namespace exists.
-    /// On any failure, or a signal, removes everything it created and throws.
+    /// Builds the lab; in weft mode writes each node's subnet.env and (unless the plan says
+    /// no forwarders) starts `weft` (`weftBinary`) run in every node, in its own session so it
+    /// outlives this process; then waits until every pod answers a ping from every other pod (at
+    /// most `pingTimeout` seconds), except in weft mode without forwarders, where nothing
+    /// carries pod traffic yet. Refuses if any `P-*` namespace exists. On any failure, or a
+    /// signal, removes everything it created and throws.
     public static func up(_ plan: LabPlan, weftBinary: String, stateRoot: String = defaultStateRoot,
                           pingTimeout: Double = 30, log: @escaping (String) -> Void) throws(LabError) -> Lab {
         if let missing = missingPrivileges(for: plan.mode) { throw LabError(missing) }
@@ -44,7 +46,7 @@ public final class Lab: @unchecked Sendable {
         let lab = Lab(plan: plan, stateRoot: stateRoot, log: log)
         do {
             try lab.build(weftBinary: weftBinary)
-            try lab.waitForPods(timeout: pingTimeout)
+            if plan.mode != .weft || plan.startsForwarders { try lab.waitForPods(timeout: pingTimeout) }
         } catch {
             if error.signal == nil { lab.showLogs() }
             lab.tearDown()
@@ -58,7 +60,7 @@ public final class Lab: @unchecked Sendable {
         try? FileManager.default.removeItem(atPath: stateDirectory)
         do {
             try FileManager.default.createDirectory(atPath: stateDirectory, withIntermediateDirectories: true)
-            try "mode=\(plan.mode)\nnodes=\(plan.nodes.count)\nbridge=\(plan.bridged)\npod-mtu=\(plan.podMTU)\n"
+            try "mode=\(plan.mode)\nnodes=\(plan.nodes.count)\nbridge=\(plan.bridged)\npod-mtu=\(plan.podMTU)\nforwarders=\(plan.mode == .weft && plan.startsForwarders)\n"
                 .write(toFile: "\(stateDirectory)/lab", atomically: true, encoding: .utf8)
         } catch {
             throw LabError("cannot write the lab's state in \(stateDirectory): \(error)")
@@ -69,17 +71,19 @@ public final class Lab: @unchecked Sendable {
         }
         guard plan.mode == .weft else { return }
         for node in plan.nodes {
-            do {
-                try plan.subnetEnvironment(for: node).write(toFile: "\(stateDirectory)/subnet-\(node.nodeName).env", atomically: true, encoding: .utf8)
-            } catch {
-                throw LabError("cannot write \(stateDirectory)/subnet-\(node.nodeName).env: \(error)")
-            }
+            try LabPlan.writeSubnetEnvironment(for: node, to: subnetFile(node))
+        }
+        guard plan.startsForwarders else { return }
+        for node in plan.nodes {
             let arguments = plan.weftRunArguments(weft: weftBinary, node: node, stateDirectory: stateDirectory)
             forwarders.append(try Subprocess.spawnDetached(arguments, logFile: logFile(node)))
         }
     }
 
     public func logFile(_ node: LabNode) -> String { "\(stateDirectory)/weft-\(node.nodeName).log" }
+
+    /// Node `node`'s subnet.env in weft mode, written by `up`.
+    public func subnetFile(_ node: LabNode) -> String { LabPlan.subnetFile(for: node, stateDirectory: stateDirectory) }
 
     /// Pings every pod from every other pod until each pair answered once; fails when a
     /// forwarder ends or after `timeout` seconds.

@@ -1,3 +1,6 @@
+import WeftCore
+import WeftRegistry
+
 /// How the lab's nodes carry pod traffic between them.
 public enum LabMode: String, CaseIterable, Sendable, Codable, CustomStringConvertible {
     /// Weft: `weft run` in every node, flannel's udp backend (TUN flannel0, UDP 8285).
@@ -36,6 +39,8 @@ public struct LabNode: Sendable, Equatable {
     public var podName: String { "pod" + letter }
     public var underlayAddress: String { "198.18.0.\(index)" }
     public var subnet: String { "10.244.\(index).0/24" }
+    /// The same subnet as a prefix, for subnet.env.
+    public var subnetPrefix: IPv4Prefix { IPv4Prefix(address: IPv4Address(10, 244, UInt8(index), 0), length: 24) }
     /// `pod0` in the node, the pod's gateway.
     public var gateway: String { "10.244.\(index).1" }
     /// `eth0` in the pod.
@@ -59,8 +64,8 @@ public struct LabStep: Sendable, Equatable, CustomStringConvertible {
 }
 
 /// The whole lab as data: namespaces, links, addresses, routes, and the commands that build it.
-/// The same topology, names and addresses as `tools/lab`; nothing is created outside the
-/// namespaces `P-*` (links are made directly inside them with `ip -n`).
+/// The only definition of the lab's topology (tools/lab runs `weft lab`); nothing is created
+/// outside the namespaces `P-*` (links are made directly inside them with `ip -n`).
 ///
 /// Default (2 nodes, no bridge): `P-podA — P-nodeA ═ul0═ P-nodeB — P-podB`. With 3+ nodes or
 /// `bridge`, every node's `ul0` is a port of bridge `br0` in `P-ul`.
@@ -68,6 +73,7 @@ public struct LabPlan: Sendable, Equatable {
     public static let maxNodes = 8
     public static let underlayMTU = 1500
     public static let network = "10.244.0.0/16"
+    public static let networkPrefix = IPv4Prefix(address: IPv4Address(10, 244, 0, 0), length: 16)
     public static let underlayPrefixLength = 24
 
     public let prefix: String
@@ -75,25 +81,36 @@ public struct LabPlan: Sendable, Equatable {
     public let nodes: [LabNode]
     public let bridged: Bool
     public let podMTU: Int
+    /// Weft mode only: whether `up` starts `weft run` in every node. Without, the lab is built
+    /// (pod MTU 1472, subnet.env files written) and the caller starts its own forwarders with
+    /// its own flags, as the integration tests and tools/perf do.
+    public let startsForwarders: Bool
 
     /// Checks the prefix, the node count and the pod MTU; the pod MTU defaults to the mode's
-    /// tunnel MTU.
-    public init(prefix: String, mode: LabMode, nodeCount: Int = 2, bridge: Bool = false, podMTU: Int? = nil) throws(LabError) {
+    /// tunnel MTU. `forwarders: false` is only meaningful in weft mode, the only one that has any.
+    public init(prefix: String, mode: LabMode, nodeCount: Int = 2, bridge: Bool = false, podMTU: Int? = nil,
+                forwarders: Bool = true) throws(LabError) {
         try Self.check(prefix: prefix)
         guard (2...Self.maxNodes).contains(nodeCount) else {
             throw LabError("--nodes must be 2 to \(Self.maxNodes), not \(nodeCount)")
         }
         let mtu = podMTU ?? mode.podMTU(underlayMTU: Self.underlayMTU)
         guard (576...9000).contains(mtu) else { throw LabError("--pod-mtu must be 576 to 9000, not \(mtu)") }
+        guard forwarders || mode == .weft else {
+            throw LabError("--no-forwarders applies to weft mode only (\(mode) mode starts no forwarders)")
+        }
         self.prefix = prefix
         self.mode = mode
         self.nodes = (1...nodeCount).map(LabNode.init(index:))
         self.bridged = bridge || nodeCount >= 3
         self.podMTU = mtu
+        self.startsForwarders = forwarders
     }
 
-    /// [a-z0-9-], starting with a letter or digit, at most 24 characters: short enough for
-    /// readable names, safe as a file name and as part of a namespace name.
+    /// The one prefix rule of the lab (`weft lab` and tools/lab, which runs it): [a-z0-9-],
+    /// starting with a letter or digit, at most 24 characters: short enough for readable names,
+    /// safe as a file name and as part of a namespace name, and leaving room for compare's
+    /// `<prefix>-vxlan` labs.
     public static func check(prefix: String) throws(LabError) {
         let allowed = prefix.utf8.allSatisfy { ($0 >= 97 && $0 <= 122) || ($0 >= 48 && $0 <= 57) || $0 == 45 }
         guard (1...24).contains(prefix.utf8.count), allowed, prefix.first != "-" else {
@@ -205,23 +222,35 @@ public struct LabPlan: Sendable, Equatable {
         return steps
     }
 
-    /// subnet.env for node `node` before its `weft run` starts: the pods are wired for
+    /// Where node `node`'s subnet.env lives in the lab's state directory.
+    public static func subnetFile(for node: LabNode, stateDirectory: String) -> String {
+        "\(stateDirectory)/subnet-\(node.nodeName).env"
+    }
+
+    /// Writes subnet.env for node `node` before its `weft run` starts: the pods are wired for
     /// 10.244.i.0/24, so the node names it as its previous subnet, which a node takes again when
-    /// it is free (flanneld's restart rule).
-    public func subnetEnvironment(for node: LabNode) -> String {
-        "FLANNEL_NETWORK=\(Self.network)\nFLANNEL_SUBNET=\(node.gateway)/24\nFLANNEL_MTU=\(LabMode.weft.podMTU(underlayMTU: Self.underlayMTU))\nFLANNEL_IPMASQ=false\n"
+    /// it is free (flanneld's restart rule). The MTU is the udp backend's tunnel MTU.
+    public static func writeSubnetEnvironment(for node: LabNode, to path: String) throws(LabError) {
+        do {
+            try SubnetEnvironmentFile.write(to: path, network: networkPrefix, subnet: node.subnetPrefix,
+                                            mtu: LabMode.weft.podMTU(underlayMTU: underlayMTU), ipMasquerade: false)
+        } catch {
+            throw LabError("cannot write \(path): \(error)")
+        }
     }
 
     /// `weft run` for a node: the file registry shared by the nodes in `stateDirectory`, no
     /// --subnet, no --peer.
     public func weftRunArguments(weft: String, node: LabNode, stateDirectory: String) -> [String] {
         ["ip", "netns", "exec", namespace(node.nodeName), weft, "run", "--iface", "ul0", "--network", Self.network,
-         "--subnet-dir", "\(stateDirectory)/registry", "--subnet-file", "\(stateDirectory)/subnet-\(node.nodeName).env"]
+         "--subnet-dir", "\(stateDirectory)/registry", "--subnet-file", Self.subnetFile(for: node, stateDirectory: stateDirectory)]
     }
 
-    /// A few lines that describe the lab, printed by `up`.
-    public var summary: String {
-        var lines = ["lab: up prefix=\(prefix) mode=\(mode) nodes=\(nodes.count) pod-mtu=\(podMTU)" + (bridged ? " underlay=bridge" : "")]
+    /// A few lines that describe the lab, printed by `up`; `stateDirectory` holds the nodes'
+    /// subnet.env files in weft mode.
+    public func summary(stateDirectory: String) -> String {
+        var lines = ["lab: up prefix=\(prefix) mode=\(mode) nodes=\(nodes.count) pod-mtu=\(podMTU)" + (bridged ? " underlay=bridge" : "")
+                     + (mode == .weft && !startsForwarders ? " forwarders=none" : "")]
         if bridged {
             lines.append("  \(namespace("ul"))  br0, ports: " + nodes.map(\.nodeName).joined(separator: " "))
         }
@@ -230,10 +259,14 @@ public struct LabPlan: Sendable, Equatable {
             switch mode {
             case .route: line += "  routes to the other pods via their node"
             case .vxlan: line += "  flannel.1 \(node.vtepAddress)/32 mtu \(LabMode.vxlan.podMTU(underlayMTU: Self.underlayMTU))"
-            case .weft: line += "  weft run (flannel0)"
+            case .weft: line += startsForwarders ? "  weft run (flannel0)" : "  no forwarder"
             }
             lines.append(line)
             lines.append("  \(namespace(node.podName))  eth0 \(node.podAddress)/24 gw \(node.gateway) mtu \(podMTU)")
+        }
+        if mode == .weft && !startsForwarders {
+            lines.append("  start weft run --iface ul0 in each node yourself; subnet.env files: "
+                         + nodes.map { Self.subnetFile(for: $0, stateDirectory: stateDirectory) }.joined(separator: " "))
         }
         return lines.joined(separator: "\n")
     }

@@ -14,7 +14,7 @@ struct LabCommand: ParsableCommand {
             deletes (also on an error, Ctrl-C or SIGTERM); nothing is added to this machine's own \
             network. Requires root (and /dev/net/tun for weft mode).
 
-            Topology (the same as tools/lab): node i (A, B, ...) has ul0 198.18.0.i/24 on the \
+            Topology (tools/lab runs this command): node i (A, B, ...) has ul0 198.18.0.i/24 on the \
             underlay (a veth pair for 2 nodes; bridge br0 in P-ul for 3 or more, or --bridge) and \
             pod0 10.244.i.1/24; its pod has eth0 10.244.i.2/24 with gateway 10.244.i.1.
 
@@ -29,7 +29,7 @@ struct LabCommand: ParsableCommand {
 }
 
 struct LabPrefixOption: ParsableArguments {
-    @Option(help: ArgumentHelp("Namespace prefix: the lab's namespaces are <prefix>-podA, <prefix>-nodeA, ...", valueName: "prefix"))
+    @Option(help: ArgumentHelp("Namespace prefix (a-z, 0-9 and '-', 1 to 24 characters): the lab's namespaces are <prefix>-podA, <prefix>-nodeA, ...", valueName: "prefix"))
     var prefix = "wl"
 
     func validate() throws {
@@ -48,6 +48,12 @@ struct LabUp: ParsableCommand {
             logs, subnet.env files and registry in /run/weft-lab/P/; up returns once every pod \
             answers a ping from every other pod. A failure or Ctrl-C half-way removes what it \
             created.
+
+            With --no-forwarders (weft mode only) up builds the same namespaces, links, addresses \
+            and pod MTU and writes /run/weft-lab/P/subnet-nodeA.env, ... (FLANNEL_SUBNET \
+            10.244.i.1/24, FLANNEL_MTU 1472), but starts no weft run and does not wait for the \
+            pods: start weft run --iface ul0 in each node yourself, with your own flags (weft lab \
+            exec --prefix P nodeA -- weft run ...). weft lab down ends them with the lab.
             """
     )
 
@@ -65,6 +71,9 @@ struct LabUp: ParsableCommand {
     @Option(help: ArgumentHelp("MTU of the pods' links. Default: the mode's tunnel MTU (weft 1472, vxlan 1450, route 1500).", valueName: "bytes"))
     var podMTU: Int?
 
+    @Flag(help: "Weft mode: build the lab and write the subnet.env files, but start no weft run.")
+    var noForwarders = false
+
     func validate() throws {
         _ = try plan()
     }
@@ -72,13 +81,15 @@ struct LabUp: ParsableCommand {
     func run() throws {
         let plan = try plan()
         try runLab {
-            _ = try Lab.up(plan, weftBinary: Lab.currentExecutable(), log: printError)
-            printLine(plan.summary)
+            let built = try Lab.up(plan, weftBinary: Lab.currentExecutable(), log: printError)
+            printLine(plan.summary(stateDirectory: built.stateDirectory))
         }
     }
 
     private func plan() throws -> LabPlan {
-        do { return try LabPlan(prefix: lab.prefix, mode: mode, nodeCount: nodes, bridge: bridge, podMTU: podMTU) } catch {
+        do {
+            return try LabPlan(prefix: lab.prefix, mode: mode, nodeCount: nodes, bridge: bridge, podMTU: podMTU, forwarders: !noForwarders)
+        } catch {
             throw ValidationError(error.description)
         }
     }

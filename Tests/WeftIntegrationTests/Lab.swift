@@ -2,10 +2,12 @@ import Foundation
 import Testing
 import WeftCapture
 import WeftCore
+import WeftLab
 import WeftLinux
+import WeftRegistry
 import WeftTestSupport
 
-/// Where the repository, the `weft` binary and the lab script are, and whether this machine can
+/// Where the repository, the `weft` binary and the tools are, and whether this machine can
 /// run namespace tests at all.
 enum Environment {
     static let repository: URL = {
@@ -41,13 +43,16 @@ enum Environment {
 /// streams and an etcd at once would share two cores and make timings meaningless.
 @Suite(.serialized) struct NamespaceTests {}
 
-/// Commands in the background: the test-support Subprocess (own process group, bounded waits).
-typealias BackgroundProcess = Subprocess
+/// Commands in the background: the test-support Subprocess (own process group, bounded waits),
+/// not WeftLab's runner of the same name.
+typealias BackgroundProcess = WeftTestSupport.Subprocess
 
-/// The four-namespace lab of `tools/lab` (pod A, node A, node B, pod B), deleted when the test
-/// ends, also when it fails.
+/// The namespace lab of `weft lab` (pod A, node A, node B, pod B; more nodes on a bridge),
+/// built in-process by WeftLab in weft mode without forwarders, so that each test starts its own
+/// `weft run` with its own flags; deleted when the test ends, also when it fails.
 final class Lab: @unchecked Sendable {
     let prefix: String
+    private let lab: WeftLab.Lab
     private var background: [BackgroundProcess] = []
 
     static let podA = IPv4Address(10, 244, 1, 2)
@@ -66,23 +71,19 @@ final class Lab: @unchecked Sendable {
     /// Node names in lab order: nodeA, nodeB, …; pod i is 10.244.i.2 behind node i.
     let nodes: [String]
 
-    /// `nodes` > 2 puts the nodes on a bridge (tools/lab --nodes).
+    /// `nodes` > 2 puts the nodes on a bridge (weft lab up --nodes).
     init(podMTU: Int? = nil, nodes: Int = 2) throws {
         // Short and unique per test so parallel runs never collide; "wt" lets tools/test sweep leftovers.
         prefix = "wt" + String(UInt32.random(in: 0...UInt32.max), radix: 36)
-        self.nodes = (0..<nodes).map { "node" + String(UnicodeScalar(UInt8(65 + $0))) }
-        var arguments = [Environment.tool("lab"), "up", "--prefix", prefix, "--mode", "weft", "--nodes", String(nodes)]
-        if let podMTU { arguments += ["--pod-mtu", String(podMTU)] }
-        let result = try run(arguments, timeout: 60)
-        guard result.status == 0 else {
-            _ = try? run([Environment.tool("lab"), "down", "--prefix", prefix])
-            throw LabError("tools/lab up failed: \(result.transcript)")
-        }
+        let plan = try LabPlan(prefix: prefix, mode: .weft, nodeCount: nodes, podMTU: podMTU, forwarders: false)
+        self.nodes = plan.nodes.map(\.nodeName)
+        // Lab.up removes whatever it built when it fails; nothing is left to clean up here.
+        lab = try WeftLab.Lab.up(plan, weftBinary: Environment.weftBinary, log: { _ in })
     }
 
     deinit {
         for process in background where process.isRunning { process.stop(seconds: 5) }
-        _ = try? run([Environment.tool("lab"), "down", "--prefix", prefix], timeout: 60)
+        lab.tearDown()
         try? FileManager.default.removeItem(atPath: FileManager.default.temporaryDirectory.appendingPathComponent("weft-\(prefix)").path)
     }
 
@@ -117,8 +118,7 @@ final class Lab: @unchecked Sendable {
     func registryArguments(node index: Int, registry: Registry = .file, writeSubnetFile: Bool = true) throws -> [String] {
         let subnetFile = "\(stateDirectory)/subnet-\(index).env"
         if writeSubnetFile {
-            try "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.\(index).1/24\nFLANNEL_MTU=1472\nFLANNEL_IPMASQ=false\n"
-                .write(toFile: subnetFile, atomically: true, encoding: .utf8)
+            try LabPlan.writeSubnetEnvironment(for: LabNode(index: index), to: subnetFile)
         }
         let store = registry == .file ? ["--subnet-dir", "\(stateDirectory)/registry"] : ["--etcd-endpoints", Self.etcdEndpoint]
         return ["run", "--iface", "ul0", "--network", "10.244.0.0/16", "--subnet-file", subnetFile, "--workers", "2"] + store
@@ -181,11 +181,6 @@ final class Lab: @unchecked Sendable {
     func ping(from node: String, _ address: String, count: Int = 3, extra: [String] = []) throws -> CommandResult {
         try exec(node, ["ping", "-n", "-c", String(count), "-i", "0.2", "-W", "2"] + extra + [address], timeout: Double(count) * 3 + 10)
     }
-}
-
-struct LabError: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
 }
 
 /// Reads `weft`'s closing summary line ("... drops: udp→tun unknown-peer 5, ...") and returns the

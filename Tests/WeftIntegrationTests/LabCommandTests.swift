@@ -9,8 +9,8 @@ extension NamespaceTests {
 /// fails, and checks `ip netns list` itself.
 @Suite(.serialized, .enabled(if: Environment.canRunNamespaces, Comment(rawValue: Environment.missingForNamespaces ?? "")))
 struct LabCommandTests {
-    /// Short, so that `<prefix>-vxlan` stays within tools/lab's 12 characters and tools/test's
-    /// sweep of "wt" labs can remove leftovers.
+    /// Short and starting with "wt", so that tools/test's sweep of "wt" labs can remove
+    /// leftovers; `<prefix>-vxlan` stays well within the prefix rule's 24 characters.
     private static func prefix() -> String { "wt" + String(UInt32.random(in: 46656..<1_679_616), radix: 36) }
 
     private func weft(_ arguments: [String], timeout: Double = 60) throws -> CommandResult {
@@ -73,6 +73,83 @@ struct LabCommandTests {
         #expect(access("/run/weft-lab/\(prefix)", F_OK) != 0, "state directory removed")
         #expect(try weft(["lab", "down", "--prefix", prefix]).status == 0, "down again: nothing to do, no failure")
         #expect(try weft(["lab", "exec", "--prefix", prefix, "podA", "--", "true"]).status != 0)
+    }
+
+    @Test("up --no-forwarders: weft mode's lab and subnet.env files but no weft run; forwarders started through exec carry the pods; down ends them")
+    func noForwarders() throws {
+        let prefix = Self.prefix()
+        defer { _ = try? weft(["lab", "down", "--prefix", prefix]) }
+        let up = try weft(["lab", "up", "--prefix", prefix, "--mode", "weft", "--no-forwarders"])
+        try #require(up.status == 0, "\(up)")
+        #expect(up.output.hasPrefix("lab: up prefix=\(prefix) mode=weft nodes=2 pod-mtu=1472 forwarders=none"), "\(up.output)")
+        #expect(try namespaces(prefix).count == 4)
+        let state = "/run/weft-lab/\(prefix)"
+        for index in 1...2 {
+            let file = "\(state)/subnet-node\(letter(index)).env"
+            #expect(up.output.contains(file), "\(up.output)")
+            #expect(try String(contentsOfFile: file, encoding: .utf8)
+                    == "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.\(index).1/24\nFLANNEL_MTU=1472\nFLANNEL_IPMASQ=false\n")
+        }
+        let status = try weft(["lab", "status", "--prefix", prefix])
+        #expect(status.output.contains("lab \(prefix): mode=weft nodes=2") && status.output.contains("forwarders=false"), "\(status.output)")
+        #expect(!status.output.contains("  proc  ") && !status.output.contains("flannel0"), "no forwarder, no TUN: \(status.output)")
+        let link = try weft(["lab", "exec", "--prefix", prefix, "podA", "--", "ip", "link", "show", "eth0"])
+        #expect(link.output.contains("mtu 1472"), "\(link.output)")
+        #expect(try weft(["lab", "exec", "--prefix", prefix, "podA", "--", "ping", "-n", "-c", "1", "-W", "2", "10.244.1.1"]).status == 0,
+                "pod A reaches its gateway")
+        #expect(try weft(["lab", "exec", "--prefix", prefix, "podA", "--", "ping", "-n", "-c", "1", "-W", "1", "10.244.2.2"]).status != 0,
+                "nothing carries pod traffic before a forwarder runs")
+
+        // The caller's own forwarders, with the lab's subnet.env files and a registry of its own.
+        var forwarders: [BackgroundProcess] = []
+        for index in 1...2 {
+            let node = "node" + letter(index)
+            forwarders.append(try BackgroundProcess([
+                Environment.weftBinary, "lab", "exec", "--prefix", prefix, node, "--", Environment.weftBinary, "run", "--iface", "ul0",
+                "--network", "10.244.0.0/16", "--subnet-dir", "\(state)/own-registry", "--subnet-file", "\(state)/subnet-\(node).env",
+            ]))
+        }
+        let deadline = Date().addingTimeInterval(20)
+        var ping = try weft(["lab", "exec", "--prefix", prefix, "podA", "--", "ping", "-n", "-c", "1", "-W", "1", "10.244.2.2"])
+        while ping.status != 0 && Date() < deadline && forwarders.allSatisfy(\.isRunning) {
+            usleep(100_000)
+            ping = try weft(["lab", "exec", "--prefix", prefix, "podA", "--", "ping", "-n", "-c", "1", "-W", "1", "10.244.2.2"])
+        }
+        #expect(ping.status == 0, "pod A → pod B through the caller's forwarders: \(ping); \(forwarders.map(\.errorOutput))")
+
+        let down = try weft(["lab", "down", "--prefix", prefix])
+        #expect(down.status == 0, "\(down)")
+        for forwarder in forwarders {
+            let ended = forwarder.wait(seconds: 10)
+            #expect(!forwarder.isRunning, "down ends the caller's weft run too: \(ended)")
+        }
+        #expect(try namespaces(prefix).isEmpty)
+        #expect(access(state, F_OK) != 0)
+    }
+
+    @Test("tools/lab runs weft lab: up, exec's exit status, a refused flag in one line, down")
+    func toolsLab() throws {
+        let prefix = Self.prefix()
+        let environment = ["WEFT_BIN": Environment.weftBinary]
+        func lab(_ arguments: [String]) throws -> CommandResult {
+            try run([Environment.tool("lab")] + arguments, timeout: 60, environment: environment)
+        }
+        defer { _ = try? weft(["lab", "down", "--prefix", prefix]) }
+        let help = try lab(["--help"])
+        #expect(help.status == 0 && help.output.contains("Runs `weft lab SUBCOMMAND ...`"), "\(help)")
+        let up = try lab(["up", "--prefix", prefix, "--mode", "route", "--nodes", "3"])
+        try #require(up.status == 0, "\(up)")
+        #expect(up.output.contains("lab: up prefix=\(prefix) mode=route nodes=3 pod-mtu=1500 underlay=bridge"), "\(up.output)")
+        #expect(try namespaces(prefix).count == 7)
+        #expect(try lab(["exec", "--prefix", prefix, "podC", "--", "ping", "-n", "-c", "1", "-W", "2", "10.244.1.2"]).status == 0)
+        #expect(try lab(["exec", "--prefix", prefix, "nodeC", "--", "sh", "-c", "exit 5"]).status == 5)
+        let refused = try lab(["up", "--prefix", prefix, "--mode", "route", "--no-forwarders"])
+        #expect(refused.status != 0)
+        #expect(refused.errorOutput.contains("--no-forwarders applies to weft mode only") && refused.errorOutput.split(separator: "\n").count == 1,
+                "\(refused)")
+        let down = try lab(["down", "--prefix", prefix])
+        #expect(down.status == 0 && down.output.contains("lab: down prefix=\(prefix) (7 namespaces removed)"), "\(down)")
+        #expect(try namespaces(prefix).isEmpty)
     }
 
     @Test("SIGINT while up builds an eight-node lab: exit 130 and nothing left")

@@ -1,9 +1,10 @@
+import Foundation
 import Testing
 @testable import WeftLab
 
 /// The lab as data: names, addresses and commands, checked without root.
 struct LabPlanTests {
-    @Test("two nodes: four namespaces in a line, tools/lab's names and addresses")
+    @Test("two nodes: four namespaces in a line, the names and addresses the tests and tools rely on")
     func twoNodes() throws {
         let plan = try LabPlan(prefix: "wl", mode: .route)
         #expect(plan.names == ["podA", "nodeA", "podB", "nodeB"])
@@ -78,8 +79,35 @@ struct LabPlanTests {
         let arguments = plan.weftRunArguments(weft: "/usr/bin/weft", node: plan.nodes[1], stateDirectory: "/run/weft-lab/wl")
         #expect(arguments == ["ip", "netns", "exec", "wl-nodeB", "/usr/bin/weft", "run", "--iface", "ul0", "--network", "10.244.0.0/16",
                               "--subnet-dir", "/run/weft-lab/wl/registry", "--subnet-file", "/run/weft-lab/wl/subnet-nodeB.env"])
-        #expect(plan.subnetEnvironment(for: plan.nodes[1])
-                == "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.2.1/24\nFLANNEL_MTU=1472\nFLANNEL_IPMASQ=false\n")
+        #expect(plan.startsForwarders)
+    }
+
+    @Test("subnet.env per node: flanneld's four lines for 10.244.i.0/24 with the udp tunnel MTU, whatever the pod MTU")
+    func subnetEnvironment() throws {
+        let directory = "/tmp/weft-lab-plan-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let plan = try LabPlan(prefix: "wl", mode: .weft, nodeCount: 3, podMTU: 1500, forwarders: false)
+        for node in plan.nodes {
+            let path = LabPlan.subnetFile(for: node, stateDirectory: directory)
+            #expect(path == "\(directory)/subnet-\(node.nodeName).env")
+            try LabPlan.writeSubnetEnvironment(for: node, to: path)
+            #expect(try String(contentsOfFile: path, encoding: .utf8)
+                    == "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.\(node.index).1/24\nFLANNEL_MTU=1472\nFLANNEL_IPMASQ=false\n")
+        }
+        #expect(throws: LabError.self) { try LabPlan.writeSubnetEnvironment(for: plan.nodes[0], to: "/proc/weft-no-such/subnet.env") }
+    }
+
+    @Test("weft mode without forwarders: the same steps, and a summary naming each node's subnet.env")
+    func noForwarders() throws {
+        let plan = try LabPlan(prefix: "wl", mode: .weft, forwarders: false)
+        #expect(!plan.startsForwarders)
+        #expect(plan.steps == (try LabPlan(prefix: "wl", mode: .weft)).steps)
+        #expect(plan.steps.map(\.description).contains("ip -n wl-nodeA link add pod0 mtu 1472 type veth peer name eth0 mtu 1472 netns wl-podA"))
+        let summary = plan.summary(stateDirectory: "/run/weft-lab/wl")
+        #expect(summary.hasPrefix("lab: up prefix=wl mode=weft nodes=2 pod-mtu=1472 forwarders=none\n"), "\(summary)")
+        #expect(summary.contains("/run/weft-lab/wl/subnet-nodeA.env /run/weft-lab/wl/subnet-nodeB.env"), "\(summary)")
+        #expect(!summary.contains("weft run (flannel0)"))
+        #expect(try LabPlan(prefix: "wl", mode: .weft).summary(stateDirectory: "/run/weft-lab/wl").contains("weft run (flannel0)"))
     }
 
     @Test("network safety: every command names one of the lab's own namespaces", arguments: LabMode.allCases, [2, 3, 8])
@@ -111,6 +139,21 @@ struct LabPlanTests {
             _ = try LabPlan(prefix: prefix, mode: .route, nodeCount: nodes)
         } throws: { error in
             (error as? LabError)?.description.contains(message) == true
+        }
+    }
+
+    @Test("one prefix rule: up to 24 characters, so that compare's <prefix>-vxlan fits too")
+    func prefixRule() throws {
+        #expect(try LabPlan(prefix: String(repeating: "a", count: 24), mode: .route).prefix.count == 24)
+        #expect(try LabPlan(prefix: "0-lab-9", mode: .route).namespace("podA") == "0-lab-9-podA")
+    }
+
+    @Test("--no-forwarders outside weft mode is refused with one line", arguments: [LabMode.vxlan, .route])
+    func noForwardersOutsideWeft(mode: LabMode) {
+        #expect {
+            _ = try LabPlan(prefix: "wl", mode: mode, forwarders: false)
+        } throws: { error in
+            (error as? LabError)?.description == "--no-forwarders applies to weft mode only (\(mode) mode starts no forwarders)"
         }
     }
 
