@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import WeftLinux
 import WeftTestSupport
 import WeftRegistry
 @testable import WeftEtcd
@@ -21,7 +22,7 @@ final class EtcdServer {
     /// With TLS: clients are served on https:// with `pki.server*` and must present a
     /// certificate signed by `pki.caFile` (etcd's --client-cert-auth).
     let pki: TestPKI?
-    private var process: Process?
+    private var process: ChildProcess?
 
     var url: String { "\(pki == nil ? "http" : "https")://127.0.0.1:\(clientPort)" }
 
@@ -42,30 +43,22 @@ final class EtcdServer {
     /// Starts etcd (again, on the same ports and data dir after `kill()`) and waits until a
     /// linearizable read succeeds, i.e. there is a leader.
     func start() async throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: etcdBinary)
         let peer = "http://127.0.0.1:\(peerPort)"
-        process.arguments = [
+        var arguments = [etcdBinary,
             "--logger=zap", "--name", "test", "--data-dir", directory + "/data",
             "--listen-client-urls", url, "--advertise-client-urls", url,
             "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
             "--initial-cluster", "test=\(peer)",
         ]
         if let pki {
-            process.arguments! += [
+            arguments += [
                 "--cert-file", pki.serverCertificateFile, "--key-file", pki.serverKeyFile,
                 "--trusted-ca-file", pki.caFile, "--client-cert-auth",
             ]
         }
         let logPath = directory + "/etcd.log"
-        if !FileManager.default.fileExists(atPath: logPath) {
-            _ = FileManager.default.createFile(atPath: logPath, contents: nil)
-        }
-        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
-        log.seekToEndOfFile()
-        process.standardOutput = log
-        process.standardError = log
-        try process.run()
+        // Appended to, so a restart after kill() keeps the first run's log.
+        let process = try ChildProcess.spawn(arguments, stdout: .file(logPath, append: true), stderr: .file(logPath, append: true))
         self.process = process
         let registry = try clientTLS.map { try EtcdRegistry(endpoints: [url], tls: $0) } ?? EtcdRegistry(endpoints: [url])
         let deadline = ContinuousClock.now + .seconds(15)
@@ -85,8 +78,7 @@ final class EtcdServer {
     /// SIGKILL, as a crashed member: the open watch stream is cut without a final chunk.
     func kill() {
         guard let process, process.isRunning else { return }
-        Glibc.kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
+        _ = process.kill()
         self.process = nil
     }
 
@@ -158,13 +150,8 @@ struct TestPKI {
             extendedKeyUsage=serverAuth,clientAuth"
             leaf client "extendedKeyUsage=clientAuth"
             """
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/sh")
-        process.arguments = ["-c", script]
-        process.currentDirectoryURL = URL(fileURLWithPath: directory)
-        try process.run()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
+        let result = try run(["sh", "-c", "cd \"$0\" && " + script, directory], timeout: 60)
+        guard result.succeeded else {
             throw RegistryError.unavailable("openssl could not make the test certificates in \(directory)")
         }
     }
