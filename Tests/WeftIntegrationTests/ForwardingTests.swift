@@ -6,7 +6,7 @@ import WeftCore
 
 extension NamespaceTests {
 /// Two nodes in network namespaces, each running `weft run`, pods behind them. Everything is
-/// created by the test and deleted when it ends (tools/lab down), also on failure.
+/// created by the test and deleted when it ends (weft lab down), also on failure.
 @Suite(.serialized, .enabled(if: Environment.canRunNamespaces, Comment(rawValue: Environment.missingForNamespaces ?? "")))
 struct ForwardingTests {
     /// Starts weft on both nodes.
