@@ -38,12 +38,7 @@ public enum LabSignals {
     }
 
     public static func name(_ number: Int32) -> String {
-        switch number {
-        case SIGINT: "SIGINT"
-        case SIGTERM: "SIGTERM"
-        case SIGHUP: "SIGHUP"
-        default: "signal \(number)"
-        }
+        SignalWatch.name(number)
     }
 }
 
