@@ -184,7 +184,7 @@ public struct FileRegistry: SubnetRegistry {
             case .failure(let error) where [EACCES, EROFS].contains(error.errno):
                 return try body()
             case .failure(let error):
-                throw RegistryError.unavailable("\(error.operation): \(error.message)")
+                throw FileRegistryIO.unavailable(error)
             }
         }
         defer { Files.close(fd) }  // closing the only descriptor of the description releases the lock

@@ -9,8 +9,13 @@ enum FileRegistryIO {
         do {
             return try body()
         } catch {
-            throw .unavailable("\(error.operation): \(error.message)")
+            throw unavailable(error)
         }
+    }
+
+    /// A failed system call as the registry reports it: the step, the path and strerror.
+    static func unavailable(_ error: SystemError) -> RegistryError {
+        .unavailable("\(error.operation): \(error.message)")
     }
 
     static func makeDirectory(_ path: String) throws(RegistryError) {
