@@ -82,7 +82,7 @@ let package = Package(
         .testTarget(name: "WeftCoreTests", dependencies: ["WeftCore", "WeftDataPathTesting"]),
         .testTarget(name: "WeftLinuxTests", dependencies: ["WeftLinux", "WeftCore", "CWeftLinux"]),
         .testTarget(name: "WeftDataPathTests", dependencies: ["WeftDataPath", "WeftDataPathTesting", "WeftLinux", "WeftCore"]),
-        .testTarget(name: "WeftRegistryTests", dependencies: ["WeftRegistry", "WeftCore", "WeftTestSupport", "WeftDataPathTesting"]),
+        .testTarget(name: "WeftRegistryTests", dependencies: ["WeftRegistry", "WeftCore", "WeftLinux", "WeftTestSupport", "WeftDataPathTesting"]),
         .testTarget(name: "WeftEtcdTests", dependencies: ["WeftCore", "WeftEtcd", "WeftRegistry", "WeftTestSupport"]),
         .testTarget(name: "WeftCaptureTests", dependencies: ["WeftCapture", "WeftCore", "WeftLinux", "WeftTestSupport"]),
         .testTarget(name: "WeftIntegrationTests", dependencies: ["WeftCore", "WeftLinux", "WeftRegistry", "WeftCapture", "WeftLab", "WeftTestSupport"]),

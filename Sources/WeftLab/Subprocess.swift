@@ -2,30 +2,28 @@ import Glibc
 import Synchronization
 import WeftLinux
 
-/// The last SIGINT, SIGTERM or SIGHUP received since `LabSignals.install()`, or 0.
-private let pendingSignal = Atomic<Int32>(0)
+/// The lab's watch, set by `LabSignals.install()`.
+private let labWatch = Mutex<SignalWatch?>(nil)
 
-/// Ctrl-C and SIGTERM while the lab works: the handler only records the signal; every wait in
-/// this module looks at it at least every 20 ms and stops with a `LabError` carrying it, so the
-/// caller can tear down what it built. Children run in their own process group, so a Ctrl-C in
-/// the terminal reaches only `weft lab`, which then ends them itself.
+/// Ctrl-C and SIGTERM while the lab works: a `SignalWatch` only records the signal; every wait
+/// in this module looks at it at least every 20 ms and stops with a `LabError` carrying it, so
+/// the caller can tear down what it built. Children run in their own process group, so a Ctrl-C
+/// in the terminal reaches only `weft lab`, which then ends them itself.
 public enum LabSignals {
-    public static func install() {
-        var handled = sigset_t()
-        sigemptyset(&handled)
-        for number in [SIGINT, SIGTERM, SIGHUP] {
-            signal(number) { pendingSignal.store($0, ordering: .relaxed) }
-            sigaddset(&handled, number)
+    /// Idempotent.
+    public static func install() throws(LabError) {
+        do {
+            try labWatch.withLock { (watch: inout SignalWatch?) throws(SystemError) in
+                if watch == nil { watch = try SignalWatch([SIGINT, SIGTERM, SIGHUP]) }
+            }
+        } catch {
+            throw LabError("cannot watch for Ctrl-C: \(error)")
         }
-        // A parent may have started us with these blocked (a test runner's Process does):
-        // they would then never arrive.
-        sigprocmask(SIG_UNBLOCK, &handled, nil)
     }
 
     /// The signal received, if any.
     public static var pending: Int32? {
-        let number = pendingSignal.load(ordering: .relaxed)
-        return number == 0 ? nil : number
+        labWatch.withLock { $0?.received }
     }
 
     /// Throws the interruption when a signal arrived.

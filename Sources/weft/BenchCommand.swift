@@ -64,7 +64,8 @@ struct BenchServerCommand: ParsableCommand {
         do { server = try BenchServer(bind: address, port: port) } catch { throw RunError("\(error)") }
         defer { server.close() }
         // The server looks at it at least every 100 ms.
-        let signals = SignalWatch([SIGINT, SIGTERM])
+        let signals: SignalWatch
+        do { signals = try SignalWatch([SIGINT, SIGTERM]) } catch { throw RunError("\(error)") }
         defer { signals.cancel() }
         printError("weft bench server: listening on \(address):\(server.port) (TCP and UDP)")
         let outcome: BenchServer.Outcome?

@@ -126,7 +126,8 @@ struct CaptureCommand: ParsableCommand {
             session = try CaptureSession(interface: interface, port: port, filter: filter, writeOuter: writeOuter, writeInner: writeInner)
         } catch { throw RunError("\(error)") }
         // The capture loop looks at it at least every 100 ms.
-        let signals = SignalWatch([SIGINT, SIGTERM])
+        let signals: SignalWatch
+        do { signals = try SignalWatch([SIGINT, SIGTERM]) } catch { throw RunError("\(error)") }
         defer { signals.cancel() }
         let writing = writeOuter != nil || writeInner != nil
         printError("capturing on \(interface) (link type \(linkTypeName(session.capture.linkType)), filter '\(filter ?? "udp port \(port)")')")

@@ -105,7 +105,7 @@ struct LabDown: ParsableCommand {
 
     func run() throws {
         guard geteuid() == 0 else { throw RunError("must be run as root (it deletes network namespaces)") }
-        LabSignals.install()  // finish the teardown even on Ctrl-C
+        do { try LabSignals.install() } catch { throw RunError("lab: \(error)") }  // finish the teardown even on Ctrl-C
         let removed = Lab.down(prefix: lab.prefix)
         printLine("lab: down prefix=\(lab.prefix) (\(removed.count) namespaces removed)")
     }
@@ -250,8 +250,8 @@ private func shellQuoted(_ word: String) -> String {
 /// Runs lab work with Ctrl-C/SIGTERM turned into a clean stop: a failure is one line and exit
 /// 1, a signal one line and exit 128 + signal, after the work removed what it built.
 func runLab(_ body: () throws -> Void) throws {
-    LabSignals.install()
     do {
+        try LabSignals.install()
         try body()
     } catch let error as LabError {
         if let signal = error.signal {

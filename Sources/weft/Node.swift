@@ -188,7 +188,7 @@ final class Node: @unchecked Sendable {
             }
         }
         let node = Node(settings: settings, assignment: assignment, logger: logger, tun: tun, socket: socket, routes: routes, forwarder: forwarder, stopRequest: stopRequest, failure: failure)
-        node.installSignalHandlers()
+        do { try node.installSignalHandlers() } catch { throw RunError("cannot watch for signals: \(error)") }
         forwarder.start()
         node.startLeaseMaintenance()
         logger.info("forwarding \(assignment.subnet) on \(tun.name) (mtu \(pathMTU)) via \(ifaceName) \(bindAddress):\(port); public ip \(publicIP); \(assignment.peers.count) peer(s), \(settings.workers) worker(s), offloads \(settings.offloads ? (segmentationOffload ? "TSO+GSO+GRO" : "TSO+GRO") : "off")")
@@ -260,8 +260,8 @@ final class Node: @unchecked Sendable {
         }
     }
 
-    private func installSignalHandlers() {
-        signals = SignalWatch([SIGINT, SIGTERM, SIGHUP]) { [self] number in
+    private func installSignalHandlers() throws(SystemError) {
+        signals = try SignalWatch([SIGINT, SIGTERM, SIGHUP]) { [self] number in
             if number == SIGHUP { reloadPeers() } else { stopRequest.signal() }
         }
     }

@@ -2,8 +2,9 @@ import Foundation
 import Glibc
 import Synchronization
 import Testing
-import WeftTestSupport
+import WeftLinux
 import WeftRegistry
+import WeftTestSupport
 
 /// A clock the test moves by hand, so expiry needs no sleeping.
 private final class ManualClock: Sendable {
@@ -354,23 +355,27 @@ private func leaseKey(_ index: Int) -> String { "\(prefix)10.244.\(index).0-24" 
             let registry = FileRegistry(directory: directory)
             try registry.prepare()
             // Another process holds the exclusive lock as a writer would; ours must wait for it.
-            let holder = Process()
-            holder.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-            holder.arguments = ["-c", """
+            let ready = directory + "/holder-ready"
+            let script = """
                 import fcntl, sys, time
                 f = open(sys.argv[1], "r+")
                 fcntl.flock(f, fcntl.LOCK_EX)
-                print("locked", flush=True)
+                open(sys.argv[2], "w").close()
                 time.sleep(0.5)
-                """, directory + "/.lock"]
-            let output = Pipe()
-            holder.standardOutput = output
-            try holder.run()
-            #expect(output.fileHandleForReading.availableData.starts(with: Array("locked".utf8)))
+                """
+            let holder = try ChildProcess.spawn(["python3", "-c", script, directory + "/.lock", ready],
+                                                stdout: .discard, stderr: .standardOutput)
+            defer { _ = holder.kill() }
+            var polls = 0
+            while access(ready, F_OK) != 0 && polls < 500 {
+                usleep(10_000)
+                polls += 1
+            }
+            #expect(access(ready, F_OK) == 0, "the other process took the lock")
             let started = ContinuousClock.now
             _ = try await registry.create(leaseKey(1), value: [1], ttl: nil)
             #expect(ContinuousClock.now - started >= .milliseconds(300), "create waited for the other process")
-            holder.waitUntilExit()
+            #expect(holder.wait(seconds: 5) == 0)
         }
     }
 }
