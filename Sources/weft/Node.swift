@@ -10,8 +10,8 @@ import WeftRegistry
 
 /// Everything `weft run` needs after parsing, with defaults applied.
 struct RunSettings {
-    var iface: String?
-    /// Used only without `iface`.
+    /// Names or addresses, tried in order before `ifaceRegex`.
+    var iface: [String] = []
     var ifaceRegex: [String] = []
     var leases: LeaseSource
     /// nil: 8285 with static peers, the net config's Backend.Port with a registry.
@@ -90,36 +90,25 @@ final class Node: @unchecked Sendable {
         self.failure = failure
     }
 
-    /// The underlay interface and the address to bind: --iface, else the first --iface-regex
-    /// match, else the interface of the default route.
-    static func underlayInterface(_ settings: RunSettings) throws -> (NetworkInterface, IPv4Address) {
-        if settings.iface == nil, !settings.ifaceRegex.isEmpty {
-            let interfaces = ((try? NetworkInterface.allNames()) ?? []).compactMap { try? NetworkInterface.named($0) }
-            let found = NetworkInterface.firstMatching(settings.ifaceRegex, in: interfaces) { pattern, text in
+    /// The underlay interface and the address to bind, by flanneld's rules (`UnderlayRequest`).
+    static func underlayInterface(_ settings: RunSettings, logger: Logger) throws -> (NetworkInterface, IPv4Address) {
+        let available: [NetworkInterface]
+        do {
+            available = try NetworkInterface.allNames().compactMap { try? NetworkInterface.named($0) }
+        } catch {
+            throw RunError("cannot list the network interfaces: \(error)")
+        }
+        let request = UnderlayRequest(interfaces: settings.iface, patterns: settings.ifaceRegex, publicIP: settings.publicIP)
+        let choice: UnderlayChoice
+        do {
+            choice = try request.choose(from: available, defaultRouteInterface: { try? NetworkInterface.defaultRouteInterfaceName() }) { pattern, text in
                 (try? Regex(pattern)).map { text.contains($0) } ?? false
             }
-            guard let found else {
-                let available = interfaces.map { "\($0.name) \($0.ipv4.map(\.description).joined(separator: " "))" }
-                throw RunError("--iface-regex \(settings.ifaceRegex.joined(separator: ", ")) matches no interface with an IPv4 address (have: \(available.joined(separator: "; ")))")
-            }
-            return found
-        }
-        let ifaceName: String
-        do {
-            ifaceName = try settings.iface ?? NetworkInterface.defaultRouteInterfaceName()
         } catch {
-            throw RunError("no --iface given and no default route to take it from: \(error)")
+            throw RunError("\(error)")
         }
-        let underlay: NetworkInterface
-        do {
-            underlay = try NetworkInterface.named(ifaceName)
-        } catch {
-            throw RunError("interface \(ifaceName): \(error)")
-        }
-        guard let bindAddress = underlay.firstIPv4Address else {
-            throw RunError("interface \(ifaceName) has no IPv4 address to bind to")
-        }
-        return (underlay, bindAddress)
+        for line in choice.passedOver { logger.info("\(line); trying the next") }
+        return (choice.interface, choice.bindAddress)
     }
 
     /// Resolves the underlay, gets the subnet, binds the socket, creates flannel0 and starts
@@ -128,7 +117,7 @@ final class Node: @unchecked Sendable {
     /// What it creates cleans itself up when a later step fails: the socket and the TUN close
     /// (and flannel0 with its address and route goes) when they are released.
     static func start(_ settings: RunSettings, logger: Logger) async throws -> Node {
-        let (underlay, bindAddress) = try underlayInterface(settings)
+        let (underlay, bindAddress) = try underlayInterface(settings, logger: logger)
         let ifaceName = underlay.name
         let pathMTU = OverlayDevice.pathMTU(underlayMTU: underlay.mtu)
         guard pathMTU >= 576 else {

@@ -47,12 +47,12 @@ struct RunCommand: AsyncParsableCommand {
     )
 
     @Option(help: ArgumentHelp(
-        "Underlay interface to bind to (env FLANNELD_IFACE). Default: the interface of the default route.",
-        valueName: "name"))
-    var iface: String?
+        "Underlay interface to bind to, by name or by one of its IPv4 addresses; repeat to try several in order, then --iface-regex (flanneld's rule; env FLANNELD_IFACE, one entry). Default: the interface holding --public-ip if given, else the interface of the default route.",
+        valueName: "name|address"))
+    var iface: [String] = []
 
     @Option(name: .customLong("iface-regex"), help: ArgumentHelp(
-        "Without --iface: pick the underlay by regular expression, matched against each interface's IPv4 addresses first, then its name (flanneld's rule; repeat to try several in order; env FLANNELD_IFACE_REGEX, one pattern).",
+        "When no --iface entry is usable: pick the underlay by regular expression, matched against each interface's IPv4 addresses first, then its name (flanneld's rule; repeat to try several in order; env FLANNELD_IFACE_REGEX, one pattern).",
         valueName: "regex"))
     var ifaceRegex: [String] = []
 
@@ -186,7 +186,7 @@ struct RunCommand: AsyncParsableCommand {
             }
         }
         return RunSettings(
-            iface: iface ?? environment["FLANNELD_IFACE"],
+            iface: iface.isEmpty ? environment["FLANNELD_IFACE"].map { [$0] } ?? [] : iface,
             ifaceRegex: patterns,
             leases: try leaseSource(network: network, environment: environment),
             port: port,
