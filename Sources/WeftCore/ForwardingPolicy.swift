@@ -1,10 +1,17 @@
-/// What to do with one packet.
-public enum Decision: Equatable, Sendable {
-    /// Outbound: encapsulate to this peer's public IP.
+/// What to do with one packet read from the TUN.
+public enum OutboundDecision: Equatable, Sendable {
+    /// Encapsulate to this peer's public IP.
     case sendToPeer(IPv4Address)
-    /// Inbound: deliver locally.
-    case writeToTun
     /// Drop and count; `reply` is the ICMP error to send to the packet's source, only when ICMPBuilder.mayAnswer allows it.
+    case drop(DropReason, reply: ICMPMessage?)
+}
+
+/// What to do with one packet received from a peer. Weft is not a transit router: a packet
+/// is either delivered to the local subnet or dropped.
+public enum InboundDecision: Equatable, Sendable {
+    /// Deliver into the TUN.
+    case writeToTun
+    /// Drop and count; `reply` is the ICMP error to send back to the sending node, only when ICMPBuilder.mayAnswer allows it.
     case drop(DropReason, reply: ICMPMessage?)
 }
 
@@ -31,7 +38,7 @@ public struct ForwardingPolicy: Sendable {
     ///
     /// `largestSegment` is for a TSO super-packet from a TUN with offloads: the size of the largest
     /// packet it will be cut into, which is what must fit the path (the super-packet never travels whole).
-    public func outbound(_ packet: UnsafeMutableRawBufferPointer, routes: RouteTable, largestSegment: Int? = nil) -> Decision {
+    public func outbound(_ packet: UnsafeMutableRawBufferPointer, routes: RouteTable, largestSegment: Int? = nil) -> OutboundDecision {
         let bytes = UnsafeRawBufferPointer(packet)
         if let reason = IPv4Header.validate(bytes) {
             return .drop(reason, reply: nil)
@@ -39,15 +46,15 @@ public struct ForwardingPolicy: Sendable {
         let base = packet.baseAddress!
         let header = IPv4Header(base)
         guard let route = routes.lookup(header.destination) else {
-            return drop(.noRoute, answering: .netUnreachable, about: bytes)
+            return .drop(.noRoute, reply: reply(.netUnreachable, about: bytes))
         }
         guard header.ttl > 1 else {
-            return drop(.ttlExpired, answering: .timeExceeded, about: bytes)
+            return .drop(.ttlExpired, reply: reply(.timeExceeded, about: bytes))
         }
         if (largestSegment ?? header.totalLength) > pathMTU {
             // Without DF the sender allowed fragmentation, but Weft does not fragment, so it is dropped silently.
             return header.dontFragment
-                ? drop(.tooBig, answering: .fragmentationNeeded(nextHopMTU: pathMTU), about: bytes)
+                ? .drop(.tooBig, reply: reply(.fragmentationNeeded(nextHopMTU: pathMTU), about: bytes))
                 : .drop(.tooBig, reply: nil)
         }
         _ = TTLRule.decrement(base)
@@ -55,7 +62,7 @@ public struct ForwardingPolicy: Sendable {
     }
 
     /// UDP → TUN, from outer source `sender`.
-    public func inbound(_ packet: UnsafeMutableRawBufferPointer, from sender: IPv4Address, routes: RouteTable) -> Decision {
+    public func inbound(_ packet: UnsafeMutableRawBufferPointer, from sender: IPv4Address, routes: RouteTable) -> InboundDecision {
         let bytes = UnsafeRawBufferPointer(packet)
         if let reason = IPv4Header.validate(bytes) {
             return .drop(reason, reply: nil)
@@ -74,13 +81,14 @@ public struct ForwardingPolicy: Sendable {
             return .drop(.notLocalDestination, reply: nil)
         }
         guard header.ttl > 1 else {
-            return drop(.ttlExpired, answering: .timeExceeded, about: bytes)
+            return .drop(.ttlExpired, reply: reply(.timeExceeded, about: bytes))
         }
         _ = TTLRule.decrement(base)
         return .writeToTun
     }
 
-    private func drop(_ reason: DropReason, answering message: ICMPMessage, about packet: UnsafeRawBufferPointer) -> Decision {
-        .drop(reason, reply: ICMPBuilder.mayAnswer(packet) ? message : nil)
+    /// The reply a drop may carry: none where RFC 1122 forbids one (ICMPBuilder.mayAnswer).
+    private func reply(_ message: ICMPMessage, about packet: UnsafeRawBufferPointer) -> ICMPMessage? {
+        ICMPBuilder.mayAnswer(packet) ? message : nil
     }
 }

@@ -1,7 +1,36 @@
 import Dispatch
+import Glibc
 import Synchronization
 import WeftCore
 import WeftLinux
+
+/// How much of the kernel's segmentation offload the data path uses. One choice, because the
+/// slot size, the TUN's virtio-net header and the send path all follow from it.
+public enum Offload: Sendable, Equatable, CustomStringConvertible {
+    /// One packet per system call everywhere (`--no-offload`): slots sized for the path MTU.
+    case off
+    /// The TUN hands over and takes TCP super-packets (TSO, a virtio-net header before every
+    /// packet) and the socket receives UDP GRO runs, so slots hold 64 KiB; every datagram is
+    /// its own send (a kernel or device without UDP_SEGMENT).
+    case superPackets
+    /// As `superPackets`, and a run of equal-size datagrams to one peer leaves as one
+    /// UDP_SEGMENT send.
+    case superPacketsAndSegmentedSends
+
+    /// Whether slots must hold 64 KiB super-packets and GRO runs.
+    public var usesSuperPackets: Bool { self != .off }
+
+    /// Whether workers may hand the kernel a run of datagrams in one UDP_SEGMENT send.
+    public var sendsSegmentRuns: Bool { self == .superPacketsAndSegmentedSends }
+
+    public var description: String {
+        switch self {
+        case .off: "off"
+        case .superPackets: "TSO+GRO"
+        case .superPacketsAndSegmentedSends: "TSO+GSO+GRO"
+        }
+    }
+}
 
 /// What the data path needs to know besides its devices.
 public struct ForwarderConfiguration: Sendable {
@@ -15,20 +44,17 @@ public struct ForwarderConfiguration: Sendable {
     public var batchSize: Int
     /// Depth of each reader→worker queue, in packets.
     public var queueCapacity: Int
-    /// Whether slots must hold 64 KiB super-packets (a TUN with TSO, a socket with UDP GRO).
-    public var offloads: Bool
-    /// Whether the UDP socket may send a run of equal-size datagrams as one UDP_SEGMENT send.
-    public var segmentationOffload: Bool
+    /// Super-packets and segmented sends, or one packet per system call.
+    public var offload: Offload
 
-    public init(policy: ForwardingPolicy, port: UInt16, workers: Int, offloads: Bool = false, segmentationOffload: Bool = false, batchSize: Int = 64, queueCapacity: Int? = nil) {
+    public init(policy: ForwardingPolicy, port: UInt16, workers: Int, offload: Offload = .off, batchSize: Int = 64, queueCapacity: Int? = nil) {
         self.policy = policy
         self.port = port
         self.workers = max(1, workers)
         self.batchSize = max(1, batchSize)
-        self.offloads = offloads
-        self.segmentationOffload = segmentationOffload
+        self.offload = offload
         // 64 KiB slots make deep queues expensive; a super-packet carries ~44 packets anyway.
-        self.queueCapacity = max(self.batchSize, queueCapacity ?? (offloads ? 128 : 1024))
+        self.queueCapacity = max(self.batchSize, queueCapacity ?? (offload.usesSuperPackets ? 128 : 1024))
     }
 
     /// Source address of the ICMP errors Weft generates: the TUN's address, as flannel uses.
@@ -37,11 +63,50 @@ public struct ForwarderConfiguration: Sendable {
     /// Without offloads a slot holds the largest datagram a peer may send plus room to notice a
     /// larger one as truncated instead of cutting it silently, as flannel's MTU-sized buffer did. With offloads
     /// it holds a virtio header and a 64 KiB super-packet or GRO batch.
-    var slotSize: Int { offloads ? 65536 + 64 : max(2048, (policy.pathMTU + 28 + 64 + 63) & ~63) }
+    var slotSize: Int { offload.usesSuperPackets ? 65536 + 64 : max(2048, (policy.pathMTU + 28 + 64 + 63) & ~63) }
 
     /// Every slot that can be in flight at once: each worker's queue and batch, the receiver's
     /// batch, and one read in progress.
     var slotCount: Int { workers * (queueCapacity + batchSize) + batchSize + 1 }
+}
+
+/// Whether the data path is stopping, and where a thread reports a device that failed for good.
+/// Every thread gets it; none needs the Forwarder itself.
+final class DataPathLifecycle: Sendable {
+    private let stopping = Atomic<Bool>(false)
+    private let onFatalError: @Sendable (String) -> Void
+
+    init(onFatalError: @escaping @Sendable (String) -> Void) {
+        self.onFatalError = onFatalError
+    }
+
+    var isStopping: Bool { stopping.load(ordering: .acquiring) }
+
+    /// True for the first caller only.
+    func beginStopping() -> Bool {
+        !stopping.exchange(true, ordering: .sequentiallyConsistent)
+    }
+
+    /// Reports a device failure, unless it is the shutdown itself.
+    func fail(_ message: String) {
+        if !isStopping { onFatalError(message) }
+    }
+
+    /// A TUN write that failed with an error (not "would block"): the caller counts the packets
+    /// as `tunWriteFailed`. A device that is gone (closed descriptor, interface removed) stops the
+    /// node, as a failed read does; anything else (the kernel refusing one packet) is only counted.
+    func tunWriteFailed(_ error: any Error) {
+        guard let error = error as? SystemError else {
+            fail("TUN write failed: \(error)")
+            return
+        }
+        switch error.errno {
+        case EBADF, EBADFD, ENODEV, ENXIO, EFAULT:
+            fail("TUN write failed: \(error)")
+        default:
+            break
+        }
+    }
 }
 
 /// The packet-moving threads of one node.
@@ -66,10 +131,9 @@ public final class Forwarder: @unchecked Sendable {
     let queues: [SPSCIndexRing]
     let doorbells: [Doorbell]
     private let wakeup: EventFD
-    private let stopping = Atomic<Bool>(false)
+    private let lifecycle: DataPathLifecycle
     private let started = Atomic<Bool>(false)
     private let threads = DispatchGroup()
-    private let onFatalError: @Sendable (String) -> Void
 
     /// - Parameter onFatalError: called (from a data-path thread) when a device fails for good,
     ///   e.g. the TUN disappears; the caller decides to stop.
@@ -81,13 +145,13 @@ public final class Forwarder: @unchecked Sendable {
         counters: Counters = Counters(),
         onFatalError: @escaping @Sendable (String) -> Void = { _ in }
     ) throws {
-        precondition(configuration.offloads || tunnel.vnetHeaderSize == 0, "a TUN with offloads needs 64 KiB slots")
+        precondition(configuration.offload.usesSuperPackets || tunnel.vnetHeaderSize == 0, "a TUN with offloads needs 64 KiB slots")
         self.tunnel = tunnel
         self.transport = transport
         self.routes = routes
         self.configuration = configuration
         self.counters = counters
-        self.onFatalError = onFatalError
+        self.lifecycle = DataPathLifecycle(onFatalError: onFatalError)
         self.pool = PacketPool(slotCount: configuration.slotCount, slotSize: configuration.slotSize)
         self.lengths = .allocate(capacity: configuration.slotCount)
         self.lengths.initialize(repeating: 0, count: configuration.slotCount)
@@ -104,31 +168,32 @@ public final class Forwarder: @unchecked Sendable {
     /// Starts the reader, the workers and the receiver, each on its own Dispatch queue.
     public func start() {
         guard !started.exchange(true, ordering: .sequentiallyConsistent) else { return }
+        // Each thread is built on its own queue from the parts it uses, and owns its batch and scratch.
         for index in 0..<configuration.workers {
             DispatchQueue(label: "weft.worker.\(index)").async(group: threads) {
-                OutboundWorker(forwarder: self, index: index).run()
+                OutboundWorker(
+                    queue: self.queues[index], doorbell: self.doorbells[index], pool: self.pool, lengths: self.lengths,
+                    tunnel: self.tunnel, transport: self.transport, routes: self.routes,
+                    configuration: self.configuration, shard: self.counters.makeShard(), lifecycle: self.lifecycle
+                ).run()
             }
         }
         DispatchQueue(label: "weft.tun-reader").async(group: threads) { self.runTunReader() }
         DispatchQueue(label: "weft.receiver").async(group: threads) {
-            InboundReceiver(forwarder: self).run()
+            InboundReceiver(
+                pool: self.pool, tunnel: self.tunnel, transport: self.transport, routes: self.routes,
+                configuration: self.configuration, shard: self.counters.makeShard(), lifecycle: self.lifecycle
+            ).run()
         }
     }
 
     /// Stops every thread and waits for them; packets still queued are sent first.
     public func stop() {
-        guard !stopping.exchange(true, ordering: .sequentiallyConsistent) else { return }
+        guard lifecycle.beginStopping() else { return }
         wakeup.signal()
         transport.shutdown()
         for doorbell in doorbells { doorbell.ring() }
         threads.wait()
-    }
-
-    var isStopping: Bool { stopping.load(ordering: .acquiring) }
-
-    /// Reports a device failure once, unless it is the shutdown itself.
-    func fail(_ message: String) {
-        if !isStopping { onFatalError(message) }
     }
 
     // MARK: TUN reader
@@ -137,7 +202,7 @@ public final class Forwarder: @unchecked Sendable {
         let shard = counters.makeShard()
         let workers = configuration.workers
         var rang = [Bool](repeating: false, count: workers)  // once, not per packet
-        while !isStopping {
+        while !lifecycle.isStopping {
             var burst = 0
             var drained = false
             while burst < configuration.batchSize {
@@ -151,7 +216,7 @@ public final class Forwarder: @unchecked Sendable {
                     length = try tunnel.read(into: pool.buffer(slot))
                 } catch {
                     pool.release(slot)
-                    fail("TUN read failed: \(error)")
+                    lifecycle.fail("TUN read failed: \(error)")
                     return
                 }
                 guard let length else {
@@ -177,7 +242,7 @@ public final class Forwarder: @unchecked Sendable {
             do {
                 _ = try tunnel.waitReadable(orWakeup: wakeup)
             } catch {
-                fail("waiting for the TUN failed: \(error)")
+                lifecycle.fail("waiting for the TUN failed: \(error)")
                 return
             }
         }

@@ -10,9 +10,15 @@ import WeftLinux
 /// writev of a virtio header, the first packet and the others' payloads, nothing copied), which
 /// the kernel forwards whole, as its own GRO would have.
 final class InboundReceiver {
-    private let forwarder: Forwarder
+    private let pool: PacketPool
+    private let tunnel: any PacketTunnel
+    private let transport: any DatagramTransport
+    private let lifecycle: DataPathLifecycle
     private let shard: CounterShard
     private let policy: ForwardingPolicy
+    private let port: UInt16
+    private let batchSize: Int
+    private let icmpSource: IPv4Address
     private let vnetHeaderSize: Int
     private var routes: Forwarder.RouteSnapshot
     private var limiter = ICMPRateLimiter()
@@ -36,46 +42,54 @@ final class InboundReceiver {
     /// offender directly, and a reply can be longer than a short offender.
     private let replyBuffer: UnsafeMutableRawBufferPointer
 
-    init(forwarder: Forwarder) {
-        self.forwarder = forwarder
-        shard = forwarder.counters.makeShard()
-        policy = forwarder.configuration.policy
-        vnetHeaderSize = forwarder.tunnel.vnetHeaderSize
-        routes = Forwarder.RouteSnapshot(forwarder.routes)
-        batch = DatagramBatch(capacity: forwarder.configuration.batchSize)
+    init(
+        pool: PacketPool, tunnel: any PacketTunnel, transport: any DatagramTransport, routes: RouteTableStore,
+        configuration: ForwarderConfiguration, shard: CounterShard, lifecycle: DataPathLifecycle
+    ) {
+        self.pool = pool
+        self.tunnel = tunnel
+        self.transport = transport
+        self.lifecycle = lifecycle
+        self.shard = shard
+        policy = configuration.policy
+        port = configuration.port
+        batchSize = configuration.batchSize
+        icmpSource = configuration.icmpSource
+        vnetHeaderSize = tunnel.vnetHeaderSize
+        self.routes = Forwarder.RouteSnapshot(routes)
+        batch = DatagramBatch(capacity: configuration.batchSize)
         runVectors = .allocate(capacity: Self.runCapacity + 2)
         virtioHeader = .allocate(byteCount: VirtioNetHeader.size, alignment: 8)
         replyBuffer = .allocate(byteCount: 128, alignment: 8)  // 20 + 8 + a 60-byte header + 8
     }
 
     deinit {
-        for slot in slots { forwarder.pool.release(slot) }
+        for slot in slots { pool.release(slot) }
         runVectors.deallocate()
         virtioHeader.deallocate()
         replyBuffer.deallocate()
     }
 
     func run() {
-        let batchSize = forwarder.configuration.batchSize
         for i in 0..<batchSize {
-            guard let slot = forwarder.pool.allocate() else {
-                forwarder.fail("packet pool too small for the receiver")
+            guard let slot = pool.allocate() else {
+                lifecycle.fail("packet pool too small for the receiver")
                 return
             }
             slots.append(slot)
-            batch.setReceiveBuffer(i, forwarder.pool.buffer(slot))
+            batch.setReceiveBuffer(i, pool.buffer(slot))
         }
-        while !forwarder.isStopping {
+        while !lifecycle.isStopping {
             let received: Int
             do {
-                received = try forwarder.transport.receive(into: batch, maxCount: batchSize)
+                received = try transport.receive(into: batch, maxCount: batchSize)
             } catch {
-                forwarder.fail("UDP receive failed: \(error)")
+                lifecycle.fail("UDP receive failed: \(error)")
                 return
             }
             if received == 0 {
                 // Only a shutdown ends a blocking receive without a datagram.
-                forwarder.fail("the UDP socket was shut down")
+                lifecycle.fail("the UDP socket was shut down")
                 return
             }
             routes.refresh()
@@ -91,7 +105,7 @@ final class InboundReceiver {
 
     /// Every datagram of one entry: one, or a GRO run of equal-size ones.
     private func receiveEntry(_ i: Int) {
-        let buffer = forwarder.pool.buffer(slots[i])
+        let buffer = pool.buffer(slots[i])
         let total = batch.length(i)
         let datagramSize = batch.segmentSize(i) ?? total
         let sender = batch.sender(i).address
@@ -111,9 +125,6 @@ final class InboundReceiver {
             case .drop(let reason, let reply):
                 shard.countDrop(.udpToTun, reason)
                 if let reply { answer(reply, about: packet, to: sender) }
-            case .sendToPeer:
-                // Inbound rules never forward to another peer: Weft is not a transit router.
-                shard.countDrop(.udpToTun, .notLocalDestination)
             }
         }
         writeRun()
@@ -122,7 +133,7 @@ final class InboundReceiver {
     /// Joins the packet to the current run when the TUN can take super-packets, else writes it.
     private func deliver(_ packet: UnsafeMutableRawBufferPointer) {
         guard vnetHeaderSize > 0 else {
-            if (try? forwarder.tunnel.write(UnsafeRawBufferPointer(packet))) == true {
+            if write({ try tunnel.write(UnsafeRawBufferPointer(packet)) }) {
                 shard.countForwarded(.udpToTun, bytes: packet.count)
             } else {
                 shard.countDrop(.udpToTun, .tunWriteFailed)
@@ -132,17 +143,17 @@ final class InboundReceiver {
         let bytes = UnsafeRawBufferPointer(packet)
         if let first = runFirst, runPackets < Self.runCapacity, !runPush,
            TCPCoalescer.canAppend(first: UnsafeRawBufferPointer(first), appendedPayload: runPayload, next: bytes) {
-            let headerLength = Self.headersLength(bytes)
+            let headerLength = TCPHeaders.length(bytes)!  // canAppend accepted it as TCP
             runVectors[runPackets + 1] = iovec(iov_base: packet.baseAddress! + headerLength, iov_len: packet.count - headerLength)
             runPayload += packet.count - headerLength
             runBytes += packet.count
             runPackets += 1
-            runPush = Self.hasPush(bytes)
+            runPush = TCPHeaders.hasPush(bytes)
             return
         }
         writeRun()
         runFirst = packet
-        runPayload = packet.count - Self.headersLength(bytes)
+        runPayload = packet.count - (TCPHeaders.length(bytes) ?? 0)
         runBytes = packet.count
         runPackets = 1
         runPush = false
@@ -156,35 +167,39 @@ final class InboundReceiver {
         runFirst = nil
         var virtio = VirtioNetHeader()
         if runPackets > 1 {
-            let firstPayload = first.count - Self.headersLength(UnsafeRawBufferPointer(first))
+            let firstPayload = first.count - TCPHeaders.length(UnsafeRawBufferPointer(first))!  // a joined run is TCP
             virtio = TCPCoalescer.finish(first: first, totalPayload: runPayload, gsoSize: firstPayload, push: runPush)
         }
         virtio.store(to: virtioHeader)
         runVectors[0] = iovec(iov_base: virtioHeader, iov_len: VirtioNetHeader.size)
-        let written = (try? forwarder.tunnel.write(vectors: UnsafeBufferPointer(start: runVectors, count: runPackets + 1))) == true
-        if written {
+        if write({ try tunnel.write(vectors: UnsafeBufferPointer(start: runVectors, count: runPackets + 1)) }) {
             shard.countForwarded(.udpToTun, packets: runPackets, bytes: runBytes)
         } else {
             shard.countDrop(.udpToTun, .tunWriteFailed, packets: runPackets)
         }
     }
 
+    /// One TUN write: false when it would block or failed (the caller counts the packets); a
+    /// device that is gone also stops the node.
+    @inline(__always)
+    private func write(_ attempt: () throws -> Bool) -> Bool {
+        do {
+            return try attempt()
+        } catch {
+            lifecycle.tunWriteFailed(error)
+            return false
+        }
+    }
+
     /// A remote sender's packet expired here: the error goes back to its node.
     private func answer(_ reply: ICMPMessage, about packet: UnsafeMutableRawBufferPointer, to sender: IPv4Address) {
         guard limiter.allow() else { return }
-        let length = ICMPBuilder.build(reply, about: UnsafeRawBufferPointer(packet), from: forwarder.configuration.icmpSource, into: replyBuffer)
-        replyBatch.setSend(0, UnsafeRawBufferPointer(rebasing: replyBuffer[0..<length]), to: sender, port: forwarder.configuration.port)
-        if (try? forwarder.transport.send(replyBatch, count: 1))?.sent == 1 { shard.countICMPSent() }
-    }
-
-    private static func headersLength(_ packet: UnsafeRawBufferPointer) -> Int {
-        let ipLength = Int(packet[0] & 0x0F) * 4
-        guard packet.count >= ipLength + 20, packet[9] == 6 else { return ipLength }
-        return ipLength + Int(packet[ipLength + 12] >> 4) * 4
-    }
-
-    private static func hasPush(_ packet: UnsafeRawBufferPointer) -> Bool {
-        let ipLength = Int(packet[0] & 0x0F) * 4
-        return packet.count >= ipLength + 20 && packet[ipLength + 13] & 0x08 != 0
+        let length = ICMPBuilder.build(reply, about: UnsafeRawBufferPointer(packet), from: icmpSource, into: replyBuffer)
+        replyBatch.setSend(0, UnsafeRawBufferPointer(rebasing: replyBuffer[0..<length]), to: sender, port: port)
+        do {
+            if try transport.send(replyBatch, count: 1).sent == 1 { shard.countICMPSent() }
+        } catch {
+            lifecycle.fail("UDP send failed: \(error)")
+        }
     }
 }

@@ -9,12 +9,19 @@ import WeftLinux
 /// a header built in `headers`, its payload stays where the kernel put it, and the whole run
 /// leaves as one UDP_SEGMENT send (kernel or veth segments it into one datagram per packet).
 final class OutboundWorker {
-    private let forwarder: Forwarder
     private let queue: SPSCIndexRing
     private let doorbell: Doorbell
+    private let pool: PacketPool
+    /// Bytes in each slot, written by the TUN reader before it queues the slot.
+    private let lengths: UnsafeMutablePointer<Int32>
+    private let tunnel: any PacketTunnel
+    private let transport: any DatagramTransport
+    private let lifecycle: DataPathLifecycle
     private let shard: CounterShard
     private let policy: ForwardingPolicy
     private let port: UInt16
+    private let batchSize: Int
+    private let icmpSource: IPv4Address
     private let vnetHeaderSize: Int
     /// Packets per UDP_SEGMENT send: the kernel's cap (UDP_MAX_SEGMENTS), or 1 without GSO.
     private var segmentsPerSend: Int
@@ -38,17 +45,26 @@ final class OutboundWorker {
     private let vectors: UnsafeMutablePointer<iovec>
     private var usedVectors = 0
 
-    init(forwarder: Forwarder, index: Int) {
-        let configuration = forwarder.configuration
-        self.forwarder = forwarder
-        queue = forwarder.queues[index]
-        doorbell = forwarder.doorbells[index]
-        shard = forwarder.counters.makeShard()
+    init(
+        queue: SPSCIndexRing, doorbell: Doorbell, pool: PacketPool, lengths: UnsafeMutablePointer<Int32>,
+        tunnel: any PacketTunnel, transport: any DatagramTransport, routes: RouteTableStore,
+        configuration: ForwarderConfiguration, shard: CounterShard, lifecycle: DataPathLifecycle
+    ) {
+        self.queue = queue
+        self.doorbell = doorbell
+        self.pool = pool
+        self.lengths = lengths
+        self.tunnel = tunnel
+        self.transport = transport
+        self.lifecycle = lifecycle
+        self.shard = shard
         policy = configuration.policy
         port = configuration.port
-        vnetHeaderSize = forwarder.tunnel.vnetHeaderSize
-        segmentsPerSend = configuration.segmentationOffload ? 64 : 1
-        routes = Forwarder.RouteSnapshot(forwarder.routes)
+        batchSize = configuration.batchSize
+        icmpSource = configuration.icmpSource
+        vnetHeaderSize = tunnel.vnetHeaderSize
+        segmentsPerSend = configuration.offload.sendsSegmentRuns ? 64 : 1
+        self.routes = Forwarder.RouteSnapshot(routes)
         batch = DatagramBatch(capacity: configuration.batchSize)
         pendingSlots = []
         pendingSlots.reserveCapacity(configuration.batchSize)
@@ -64,7 +80,6 @@ final class OutboundWorker {
     }
 
     func run() {
-        let batchSize = forwarder.configuration.batchSize
         while true {
             routes.refresh()
             var popped = 0
@@ -76,16 +91,15 @@ final class OutboundWorker {
                 if !flush() { return }
                 continue
             }
-            if forwarder.isStopping && queue.isEmpty { return }
-            doorbell.sleep(unless: { !queue.isEmpty || forwarder.isStopping })
+            if lifecycle.isStopping && queue.isEmpty { return }
+            doorbell.sleep(unless: { !queue.isEmpty || lifecycle.isStopping })
         }
     }
 
     /// Decides one slot's packet; false when the socket failed for good.
     private func handle(_ slot: PacketPool.Slot) -> Bool {
-        let pool = forwarder.pool
         let buffer = pool.buffer(slot)
-        let length = Int(forwarder.lengths[Int(slot)])
+        let length = Int(lengths[Int(slot)])
         guard length > vnetHeaderSize else {
             shard.countDrop(.tunToUDP, .tooShort)
             pool.release(slot)
@@ -125,27 +139,23 @@ final class OutboundWorker {
             pendingSlots.append(slot)
         case .drop(let reason, let reply):
             drop(packet, slot: slot, reason: reason, reply: reply)
-        case .writeToTun:
-            // Outbound rules never deliver locally; the kernel routes our own subnet.
-            forwarder.pool.release(slot)
         }
         return true
     }
 
     private func forwardSuperPacket(_ packet: UnsafeMutableRawBufferPointer, gsoSize: Int, slot: PacketPool.Slot) -> Bool {
         let bytes = UnsafeRawBufferPointer(packet)
-        guard let headerLength = Self.tcpHeadersLength(bytes) else {
+        guard let headerLength = TCPHeaders.length(bytes) else {
             shard.countDrop(.tunToUDP, .badOffload)
-            forwarder.pool.release(slot)
+            pool.release(slot)
             return true
         }
-        let decision = policy.outbound(packet, routes: routes.table, largestSegment: headerLength + gsoSize)
-        guard case .sendToPeer(let peer) = decision else {
-            if case .drop(let reason, let reply) = decision {
-                drop(packet, slot: slot, reason: reason, reply: reply)
-            } else {
-                forwarder.pool.release(slot)
-            }
+        let peer: IPv4Address
+        switch policy.outbound(packet, routes: routes.table, largestSegment: headerLength + gsoSize) {
+        case .sendToPeer(let nextHop):
+            peer = nextHop
+        case .drop(let reason, let reply):
+            drop(packet, slot: slot, reason: reason, reply: reply)
             return true
         }
         // The headers of this super-packet must fit beside the batch's others.
@@ -156,7 +166,7 @@ final class OutboundWorker {
         }
         guard let cut else {
             shard.countDrop(.tunToUDP, .badOffload)
-            forwarder.pool.release(slot)
+            pool.release(slot)
             return true
         }
         // One UDP_SEGMENT send per run of packets, each packet one header and one payload vector.
@@ -210,32 +220,30 @@ final class OutboundWorker {
         return usedSegments..<(usedSegments + count)
     }
 
-    /// IPv4 plus TCP header length, if the packet is long enough to have both.
-    private static func tcpHeadersLength(_ packet: UnsafeRawBufferPointer) -> Int? {
-        guard packet.count >= 20 else { return nil }
-        let ipLength = Int(packet[0] & 0x0F) * 4
-        guard packet.count >= ipLength + 20 else { return nil }
-        return ipLength + Int(packet[ipLength + 12] >> 4) * 4
-    }
-
     private func drop(_ packet: UnsafeMutableRawBufferPointer, slot: PacketPool.Slot, reason: DropReason, reply: ICMPMessage?) {
         shard.countDrop(.tunToUDP, reason)
         if let reply, limiter.allow() {
             answerIntoTunnel(reply, about: packet, slot: slot)
         }
-        forwarder.pool.release(slot)
+        pool.release(slot)
     }
 
     /// ICMP errors about packets from local pods go back into the TUN, built in the same slot.
     private func answerIntoTunnel(_ message: ICMPMessage, about packet: UnsafeMutableRawBufferPointer, slot: PacketPool.Slot) {
-        let buffer = forwarder.pool.buffer(slot)
+        let buffer = pool.buffer(slot)
         let icmp = UnsafeMutableRawBufferPointer(rebasing: buffer[vnetHeaderSize...])
-        let length = ICMPBuilder.build(message, about: UnsafeRawBufferPointer(packet), from: forwarder.configuration.icmpSource, into: icmp)
+        let length = ICMPBuilder.build(message, about: UnsafeRawBufferPointer(packet), from: icmpSource, into: icmp)
         if vnetHeaderSize > 0 {
             VirtioNetHeader().store(to: buffer.baseAddress!)
         }
-        if (try? forwarder.tunnel.write(UnsafeRawBufferPointer(rebasing: buffer[0..<(vnetHeaderSize + length)]))) == true {
-            shard.countICMPSent()
+        // The offending packet is counted already, so a refused error message is not counted as
+        // a second drop; a TUN that is gone still stops the node.
+        do {
+            if try tunnel.write(UnsafeRawBufferPointer(rebasing: buffer[0..<(vnetHeaderSize + length)])) {
+                shard.countICMPSent()
+            }
+        } catch {
+            lifecycle.tunWriteFailed(error)
         }
     }
 
@@ -246,10 +254,10 @@ final class OutboundWorker {
         guard pendingEntries > 0 else { return true }
         let result: (sent: Int, failed: Int)
         do {
-            result = try forwarder.transport.send(batch, count: pendingEntries)
+            result = try transport.send(batch, count: pendingEntries)
         } catch {
             releasePending()
-            forwarder.fail("UDP send failed: \(error)")
+            lifecycle.fail("UDP send failed: \(error)")
             return false
         }
         // Which entries failed is not reported, so packets and bytes of a partly failed batch
@@ -260,7 +268,7 @@ final class OutboundWorker {
             shard.countDrop(.tunToUDP, .sendFailed, packets: pendingPackets - sentPackets)
             // A NIC without checksum offload refuses GSO (wireguard-go's commit 6a84778): from
             // now on one datagram per packet; TCP resends what this batch lost.
-            if segmentsPerSend > 1, forwarder.transport.segmentationOffloadFailed { segmentsPerSend = 1 }
+            if segmentsPerSend > 1, transport.segmentationOffloadFailed { segmentsPerSend = 1 }
         }
         releasePending()
         if !keepingSegments {
@@ -271,7 +279,7 @@ final class OutboundWorker {
     }
 
     private func releasePending() {
-        for slot in pendingSlots { forwarder.pool.release(slot) }
+        for slot in pendingSlots { pool.release(slot) }
         pendingSlots.removeAll(keepingCapacity: true)
         pendingEntries = 0
         pendingPackets = 0

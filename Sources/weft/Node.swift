@@ -141,11 +141,11 @@ final class Node: @unchecked Sendable {
         } catch {
             throw RunError("cannot set up TUN \(settings.tunName): \(error) (weft run needs root or CAP_NET_ADMIN and /dev/net/tun)")
         }
-        var segmentationOffload = false
+        var offload = Offload.off
         if settings.offloads {
             do {
                 try socket.enableGRO()
-                segmentationOffload = UDPSocket.supportsGSO
+                offload = UDPSocket.supportsGSO ? .superPacketsAndSegmentedSends : .superPackets
             } catch {
                 throw RunError("cannot enable UDP GRO on \(bindAddress):\(port): \(error) (try --no-offload)")
             }
@@ -160,7 +160,7 @@ final class Node: @unchecked Sendable {
                 tunnel: tun, transport: socket, routes: routes,
                 configuration: ForwarderConfiguration(
                     policy: policy, port: port, workers: settings.workers,
-                    offloads: settings.offloads, segmentationOffload: segmentationOffload)
+                    offload: offload)
             ) { message in
                 failure.message.withLock { if $0 == nil { $0 = message } }
                 stopRequest.signal()
@@ -180,7 +180,7 @@ final class Node: @unchecked Sendable {
         do { try node.installSignalHandlers() } catch { throw RunError("cannot watch for signals: \(error)") }
         forwarder.start()
         node.startLeaseMaintenance()
-        logger.info("forwarding \(assignment.subnet) on \(tun.name) (mtu \(pathMTU)) via \(ifaceName) \(bindAddress):\(port); public ip \(publicIP); \(assignment.peers.count) peer(s), \(settings.workers) worker(s), offloads \(settings.offloads ? (segmentationOffload ? "TSO+GSO+GRO" : "TSO+GRO") : "off")")
+        logger.info("forwarding \(assignment.subnet) on \(tun.name) (mtu \(pathMTU)) via \(ifaceName) \(bindAddress):\(port); public ip \(publicIP); \(assignment.peers.count) peer(s), \(settings.workers) worker(s), offloads \(offload)")
         return node
     }
 

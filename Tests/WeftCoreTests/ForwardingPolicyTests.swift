@@ -15,11 +15,11 @@ private let localHost = IPv4Address(10, 244, 1, 5)
 private let hostOnA = IPv4Address(10, 244, 2, 7)
 private let hostOnB = IPv4Address(10, 244, 3, 9)
 
-private func outbound(_ packet: inout [UInt8], policy: ForwardingPolicy = policy) -> Decision {
+private func outbound(_ packet: inout [UInt8], policy: ForwardingPolicy = policy) -> OutboundDecision {
     packet.withUnsafeMutableBytes { policy.outbound($0, routes: routes) }
 }
 
-private func inbound(_ packet: inout [UInt8], from sender: IPv4Address, policy: ForwardingPolicy = policy) -> Decision {
+private func inbound(_ packet: inout [UInt8], from sender: IPv4Address, policy: ForwardingPolicy = policy) -> InboundDecision {
     packet.withUnsafeMutableBytes { policy.inbound($0, from: sender, routes: routes) }
 }
 

@@ -75,6 +75,31 @@ import WeftDataPathTesting
         #expect(node.waitForCounters { $0.dropped(.udpToTun, .tunWriteFailed) == 1 }.dropped(.udpToTun, .tunWriteFailed) == 1)
     }
 
+    @Test func aTunThatRefusesOnePacketCountsItAndKeepsRunning() throws {
+        let node = try TestNode()
+        defer { node.stop() }
+        node.tunnel.setWriteOutcome(.fail(EINVAL))
+        node.transport.inject([InjectedDatagram(makeUDPPacket(source: TestNode.podB, destination: TestNode.localPod), from: TestNode.peerB)])
+        let refused = node.waitForCounters { $0.dropped(.udpToTun, .tunWriteFailed) == 1 }
+        #expect(refused.dropped(.udpToTun, .tunWriteFailed) == 1)
+        node.tunnel.setWriteOutcome(.accept)
+        let packet = makeUDPPacket(source: TestNode.podB, destination: TestNode.localPod, seed: 1)
+        node.transport.inject([InjectedDatagram(packet, from: TestNode.peerB)])
+        expectSamePackets(node.tunnel.waitForWritten(1), [decrementedTTL(packet)])
+        #expect(node.fatalErrorsReported.isEmpty)
+    }
+
+    @Test func aTunThatIsGoneIsCountedAndReported() throws {
+        let node = try TestNode()
+        defer { node.stop() }
+        node.tunnel.setWriteOutcome(.fail(ENODEV))
+        node.transport.inject([InjectedDatagram(makeUDPPacket(source: TestNode.podB, destination: TestNode.localPod), from: TestNode.peerB)])
+        let errors = node.waitForFatalErrors()
+        #expect(errors.count == 1)
+        #expect(errors.first?.hasPrefix("TUN write failed") == true)
+        #expect(node.counters.dropped(.udpToTun, .tunWriteFailed) == 1)
+    }
+
     @Test func aReceiveThatFailsIsReported() throws {
         let node = try TestNode()
         defer { node.stop() }
@@ -104,7 +129,7 @@ import WeftDataPathTesting
     }
 
     @Test func aRunOfOneFlowIsWrittenAsOneSuperPacket() throws {
-        let node = try TestNode(offloads: true)
+        let node = try TestNode(offload: .superPackets)
         defer { node.stop() }
         let packets = Self.flow(5)
         node.transport.inject([Self.groEntry(packets)])
@@ -128,7 +153,7 @@ import WeftDataPathTesting
     }
 
     @Test func aGapOrAnotherFlowStartsANewWrite() throws {
-        let node = try TestNode(offloads: true)
+        let node = try TestNode(offload: .superPackets)
         defer { node.stop() }
         var packets = Self.flow(2)                                         // joined
         packets += Self.flow(1, firstSequence: 5000 + 10 * 1400)          // a gap: alone
@@ -148,7 +173,7 @@ import WeftDataPathTesting
     @Test func aDamagedSegmentIsNeverJoined() throws {
         // A joined super-packet goes to the kernel as NEEDS_CSUM, which it trusts: a damaged
         // segment inside one would get a fresh, valid checksum. Alone, the kernel checks it.
-        let node = try TestNode(offloads: true)
+        let node = try TestNode(offload: .superPackets)
         defer { node.stop() }
         var packets = Self.flow(3)
         packets[1][100] ^= 0x55

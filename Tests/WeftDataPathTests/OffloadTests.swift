@@ -31,7 +31,7 @@ import WeftDataPathTesting
     }
 
     @Test func aSuperPacketLeavesAsOneSegmentedSend() throws {
-        let node = try TestNode(offloads: true, segmentationOffload: true)
+        let node = try TestNode(offload: .superPacketsAndSegmentedSends)
         defer { node.stop() }
         let superPacket = makeTCPSuperPacket(source: TestNode.localPod, destination: TestNode.podB, segments: 20, segmentSize: Self.segmentSize)
         node.tunnel.inject([superPacket])
@@ -48,7 +48,7 @@ import WeftDataPathTesting
     }
 
     @Test func withoutSegmentationOffloadEachPacketIsItsOwnSend() throws {
-        let node = try TestNode(offloads: true, segmentationOffload: false)
+        let node = try TestNode(offload: .superPackets)
         defer { node.stop() }
         let superPacket = makeTCPSuperPacket(source: TestNode.localPod, destination: TestNode.podC, segments: 7, segmentSize: 1000)
         node.tunnel.inject([superPacket])
@@ -60,7 +60,7 @@ import WeftDataPathTesting
     @Test func aRunFillsTheBatchAndContinuesInTheNext() throws {
         // A batch of 4 entries and 64 segments per send: three super-packets of 44 packets each
         // need six UDP_SEGMENT runs, so the second and third straddle batches.
-        let node = try TestNode(offloads: true, segmentationOffload: true, batchSize: 4)
+        let node = try TestNode(offload: .superPacketsAndSegmentedSends, batchSize: 4)
         defer { node.stop() }
         let superPackets = (0..<3).map {
             makeTCPSuperPacket(source: TestNode.localPod, destination: TestNode.podB, sourcePort: UInt16(40000 + $0), segments: 44, segmentSize: Self.segmentSize)
@@ -74,7 +74,7 @@ import WeftDataPathTesting
     }
 
     @Test func aDeviceThatRefusesSegmentationGetsOneDatagramPerPacket() throws {
-        let node = try TestNode(offloads: true, segmentationOffload: true)
+        let node = try TestNode(offload: .superPacketsAndSegmentedSends)
         defer { node.stop() }
         node.transport.setSendOutcome(.refuseSegmentation)
         let first = makeTCPSuperPacket(source: TestNode.localPod, destination: TestNode.podB, segments: 10, segmentSize: Self.segmentSize)
@@ -94,7 +94,7 @@ import WeftDataPathTesting
         // An underlay MTU of 65,536 (lo) gives a path MTU above what one UDP datagram carries
         // (65,507 bytes). A 65,508-byte segment could never be sent: it must be refused, not
         // stall the worker.
-        let node = try TestNode(offloads: true, segmentationOffload: true, pathMTU: 65536 - 28)
+        let node = try TestNode(offload: .superPacketsAndSegmentedSends, pathMTU: 65536 - 28)
         defer { node.stop() }
         #expect(node.forwarder.configuration.policy.pathMTU == 65507)
         let huge = makeTCPSuperPacket(source: TestNode.localPod, destination: TestNode.podB, segments: 1, segmentSize: 65508 - 40)

@@ -59,6 +59,18 @@ import WeftDataPathTesting
         #expect(node.transport.sent.isEmpty)
     }
 
+    @Test func anAnswerTheTunCannotTakeIsReportedWhenTheTunIsGone() throws {
+        let node = try TestNode()
+        defer { node.stop() }
+        node.tunnel.setWriteOutcome(.fail(EBADF))
+        node.tunnel.inject([makeUDPPacket(source: TestNode.localPod, destination: IPv4Address(10, 250, 0, 1))])
+        let errors = node.waitForFatalErrors()
+        #expect(errors.first?.hasPrefix("TUN write failed") == true)
+        let counters = node.counters
+        #expect(counters.dropped(.tunToUDP, .noRoute) == 1, "the offender is counted once, by its own reason")
+        #expect(counters.icmpSent == 0)
+    }
+
     @Test func aPacketLargerThanThePathIsRefusedWithTheMTU() throws {
         let node = try TestNode(pathMTU: 1400)
         defer { node.stop() }

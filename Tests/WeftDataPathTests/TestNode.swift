@@ -21,11 +21,11 @@ final class TestNode: Sendable {
     let forwarder: Forwarder
     private let fatalErrors = MessageLog()
 
-    /// `offloads` gives the TUN a virtio-net header and 64 KiB slots, as `weft run` does by
-    /// default; `segmentationOffload` lets the workers send UDP_SEGMENT runs.
-    init(workers: Int = 1, offloads: Bool = false, segmentationOffload: Bool = false, pathMTU: Int = 1472,
+    /// With super-packets the TUN has a virtio-net header and slots hold 64 KiB, as `weft run`
+    /// does by default; `.superPacketsAndSegmentedSends` also lets the workers send UDP_SEGMENT runs.
+    init(workers: Int = 1, offload: Offload = .off, pathMTU: Int = 1472,
          batchSize: Int = 64, queueCapacity: Int? = nil) throws {
-        tunnel = try FakeTunnel(vnetHeaderSize: offloads ? VirtioNetHeader.size : 0)
+        tunnel = try FakeTunnel(vnetHeaderSize: offload.usesSuperPackets ? VirtioNetHeader.size : 0)
         transport = try FakeTransport()
         let routes = RouteTableStore(RouteTable([
             Route(subnet: IPv4Prefix("10.244.2.0/24")!, nextHop: Self.peerB),
@@ -33,7 +33,7 @@ final class TestNode: Sendable {
         ]))
         let configuration = ForwarderConfiguration(
             policy: ForwardingPolicy(localSubnet: Self.localSubnet, pathMTU: pathMTU), port: Self.port,
-            workers: workers, offloads: offloads, segmentationOffload: segmentationOffload,
+            workers: workers, offload: offload,
             batchSize: batchSize, queueCapacity: queueCapacity)
         let errors = fatalErrors
         forwarder = try Forwarder(tunnel: tunnel, transport: transport, routes: routes, configuration: configuration,

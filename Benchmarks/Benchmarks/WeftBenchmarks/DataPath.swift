@@ -78,7 +78,7 @@ final class DataPathFixture: @unchecked Sendable {
         }))
         let policy = ForwardingPolicy(localSubnet: IPv4Prefix("10.244.1.0/24")!, pathMTU: 1472)
         let configuration = ForwarderConfiguration(
-            policy: policy, port: Self.port, workers: workers, offloads: offloads, segmentationOffload: offloads)
+            policy: policy, port: Self.port, workers: workers, offload: offloads ? .superPacketsAndSegmentedSends : .off)
         forwarder = try Forwarder(
             tunnel: tunnel, transport: transport, routes: routes, configuration: configuration,
             onFatalError: { message in fatalError("data path failed: \(message)") })
