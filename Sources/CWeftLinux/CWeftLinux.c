@@ -115,6 +115,12 @@ int CWeftLinux_accept4(int fd, struct sockaddr *address, socklen_t *length, int 
     return accept4(fd, address, length, flags);
 }
 
+// --- pipe ------------------------------------------------------------------------------------
+
+int CWeftLinux_pipe_cloexec(int fds[2]) {
+    return pipe2(fds, O_CLOEXEC);
+}
+
 // --- eventfd ---------------------------------------------------------------------------------
 
 int CWeftLinux_eventfd(unsigned int initval, int flags) {

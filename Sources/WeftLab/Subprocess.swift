@@ -61,26 +61,17 @@ public enum Subprocess {
     public static func run(_ arguments: [String], timeout: Double, interruptible: Bool = true,
                            whileRunning: ((Double) -> Void)? = nil) throws(LabError) -> CommandResult {
         if interruptible { try LabSignals.check() }
-        var outputPipe: [Int32] = [-1, -1]
-        var errorPipe: [Int32] = [-1, -1]
-        guard pipe(&outputPipe) == 0 else { throw LabError("pipe: \(errnoText())") }
-        guard pipe(&errorPipe) == 0 else {
-            close(outputPipe[0]); close(outputPipe[1])
-            throw LabError("pipe: \(errnoText())")
-        }
-        for fd in outputPipe + errorPipe { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
-        let child: ChildProcess
+        let output: OutputPipe, errorOutput: OutputPipe
         do {
-            child = try spawn(arguments, stdout: .descriptor(outputPipe[1]), stderr: .descriptor(errorPipe[1]), detachment: .processGroup)
+            output = try OutputPipe()
+            errorOutput = try OutputPipe()
         } catch {
-            for fd in outputPipe + errorPipe { close(fd) }
-            throw error
+            throw LabError("cannot run \(arguments[0]): \(error)")
         }
-        close(outputPipe[1])
-        close(errorPipe[1])
-
-        var readers = [PipeReader(fd: outputPipe[0]), PipeReader(fd: errorPipe[0])]
-        defer { for reader in readers where reader.fd >= 0 { close(reader.fd) } }
+        let child = try spawn(arguments, stdout: .descriptor(output.writeEnd), stderr: .descriptor(errorOutput.writeEnd), detachment: .processGroup)
+        output.closeWriteEnd()
+        errorOutput.closeWriteEnd()
+        let pipes = [output, errorOutput]
         let start = MonotonicClock.seconds()
         var status: Int32?
         var endedAt = 0.0
@@ -90,8 +81,8 @@ public enum Subprocess {
                 status = ended
                 endedAt = MonotonicClock.seconds()
             }
-            let open = readers.indices.filter { readers[$0].fd >= 0 }
-            if status != nil && (open.isEmpty || MonotonicClock.seconds() - endedAt > 0.2) {
+            let anyOpen = pipes.contains(where: \.isOpen)
+            if status != nil && (!anyOpen || MonotonicClock.seconds() - endedAt > 0.2) {
                 break  // done (a grandchild may hold a pipe open; do not wait for it)
             }
             if status == nil {
@@ -108,18 +99,18 @@ public enum Subprocess {
                 }
                 whileRunning?(elapsed)
             }
-            if open.isEmpty {
+            if !anyOpen {
                 usleep(1_000)
                 continue
             }
-            var descriptors = open.map { pollfd(fd: readers[$0].fd, events: Int16(POLLIN), revents: 0) }
-            let ready = Glibc.poll(&descriptors, nfds_t(descriptors.count), 20)
-            if ready <= 0 { continue }
-            for (slot, index) in open.enumerated() where descriptors[slot].revents != 0 {
-                readers[index].readAvailable()
+            do {
+                try OutputPipe.collect(pipes, waitingAtMost: 20)
+            } catch {
+                child.kill()
+                throw LabError("cannot read the output of \(arguments[0]): \(error)")
             }
         }
-        return CommandResult(status: status ?? -1, output: readers[0].text, errorOutput: readers[1].text, timedOut: timedOut)
+        return CommandResult(status: status ?? -1, output: output.text, errorOutput: errorOutput.text, timedOut: timedOut)
     }
 
     /// Starts `arguments` in the background, leader of a new session (so a Ctrl-C in the
@@ -139,25 +130,3 @@ public enum Subprocess {
     }
 }
 
-/// Collects what a child writes to one pipe.
-private struct PipeReader {
-    var fd: Int32
-    var bytes: [UInt8] = []
-
-    init(fd: Int32) { self.fd = fd }
-
-    mutating func readAvailable() {
-        var buffer = [UInt8](repeating: 0, count: 16384)
-        let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-        if count > 0 {
-            bytes += buffer[0..<count]
-        } else if count == 0 || (errno != EINTR && errno != EAGAIN) {
-            close(fd)
-            fd = -1
-        }
-    }
-
-    var text: String { String(decoding: bytes, as: UTF8.self) }
-}
-
-func errnoText() -> String { String(cString: strerror(errno)) }

@@ -88,6 +88,17 @@ enum Syscall {
         try retryingNonBlocking("write \(what())") { Glibc.write(fd, buffer.baseAddress, buffer.count) }
     }
 
+    /// pipe2(2) with O_CLOEXEC, so no child inherits an end it was not given.
+    @inline(never)
+    static func pipe() throws(SystemError) -> (read: Int32, write: Int32) {
+        var ends: (Int32, Int32) = (-1, -1)
+        _ = try withUnsafeMutableBytes(of: &ends) { (raw) throws(SystemError) -> Int32 in
+            let fds = raw.baseAddress!.assumingMemoryBound(to: Int32.self)
+            return try retrying("pipe") { CWeftLinux_pipe_cloexec(fds) }
+        }
+        return (ends.0, ends.1)
+    }
+
     @inline(never)
     static func fcntl(_ fd: Int32, _ command: Int32, _ value: Int32,
                       _ what: @autoclosure () -> String) throws(SystemError) -> Int32 {

@@ -77,6 +77,11 @@ size_t CWeftLinux_CMSG_LEN(size_t length);
 /// `flags` (SOCK_CLOEXEC) atomically.
 int CWeftLinux_accept4(int fd, struct sockaddr *address, socklen_t *length, int flags);
 
+// --- pipe ------------------------------------------------------------------------------------
+
+// pipe2(fds, O_CLOEXEC): hidden from Swift behind _GNU_SOURCE.
+int CWeftLinux_pipe_cloexec(int fds[2]);
+
 // --- eventfd ---------------------------------------------------------------------------------
 
 int CWeftLinux_eventfd(unsigned int initval, int flags);
