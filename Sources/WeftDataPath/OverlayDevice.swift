@@ -13,29 +13,24 @@ public enum OverlayDevice {
         min(underlayMTU - encapsulationOverhead, ForwardingPolicy.largestPathMTU)
     }
 
-    /// Creates the TUN, gives it `<subnet network>/32`, MTU `pathMTU(underlayMTU:)`, brings it up
-    /// and routes the whole overlay `network` to it. Closing the returned device removes all of it.
+    /// Gives a TUN opened with `TunDevice.open` its `<subnet network>/32`, MTU
+    /// `pathMTU(underlayMTU:)`, brings it up and routes the whole overlay `network` to it, as
+    /// flanneld does. Closing the device removes all of it.
     ///
-    /// With `offloads` the TUN hands over TCP super-packets and takes them back (virtio-net
-    /// header, TSO); this is invisible on the wire, where every datagram still carries one packet.
-    public static func create(name: String, network: IPv4Prefix, subnet: IPv4Prefix, underlayMTU: Int, offloads: Bool) throws -> TunDevice {
-        let tun = try TunDevice.open(name: name, offloads: offloads)
-        do {
-            let netlink = try RouteNetlink()
-            defer { netlink.close() }
-            let index = tun.interfaceIndex
-            // /32, not the network prefix: flannel's PR #941 (the zeroth subnet looked like broadcast).
-            try netlink.addAddress(subnet.network, prefixLength: 32, interfaceIndex: index)
-            try netlink.setLink(index: index, up: true, mtu: pathMTU(underlayMTU: underlayMTU))
-            try netlink.addRoute(network, interfaceIndex: index)
-            // The ICMP errors Weft writes into the TUN come from the TUN's own address; without
-            // accept_local the kernel drops them as martians, which made flannel's net-unreachable errors
-            // undeliverable.
-            try Sysctl.set("net/ipv4/conf/\(tun.name)/accept_local", to: "1")
-            return tun
-        } catch {
-            tun.close()
-            throw error
-        }
+    /// With offloads (the TUN opened with them) it hands over TCP super-packets and takes them
+    /// back (virtio-net header, TSO); this is invisible on the wire, where every datagram still
+    /// carries one packet.
+    public static func configure(_ tun: TunDevice, network: IPv4Prefix, subnet: IPv4Prefix, underlayMTU: Int) throws {
+        let netlink = try RouteNetlink()
+        defer { netlink.close() }
+        let index = tun.interfaceIndex
+        // /32, not the network prefix: flannel's PR #941 (the zeroth subnet looked like broadcast).
+        try netlink.addAddress(subnet.network, prefixLength: 32, interfaceIndex: index)
+        try netlink.setLink(index: index, up: true, mtu: pathMTU(underlayMTU: underlayMTU))
+        try netlink.addRoute(network, interfaceIndex: index)
+        // The ICMP errors Weft writes into the TUN come from the TUN's own address; without
+        // accept_local the kernel drops them as martians, which made flannel's net-unreachable errors
+        // undeliverable.
+        try Sysctl.set("net/ipv4/conf/\(tun.name)/accept_local", to: "1")
     }
 }

@@ -25,7 +25,7 @@ public struct UnderlayRequest: Sendable, Equatable {
     public func choose(from available: [NetworkInterface], defaultRouteInterface: () -> String?,
                        matches: (String, String) -> Bool) throws(UnderlayChoiceError) -> UnderlayChoice {
         let have = "interfaces here: " + (available.isEmpty ? "none" : available.map { interface in
-            ([interface.name] + interface.ipv4.map(\.address.description)).joined(separator: " ")
+            ([interface.name] + interface.ipv4.map(\.description)).joined(separator: " ")
         }.joined(separator: "; "))
         if interfaces.isEmpty && patterns.isEmpty {
             if let publicIP {

@@ -84,9 +84,16 @@ public final class LeaseManager: Sendable {
         }
     }
 
+    /// What `acquire` got: the lease, and whether this call created it (false: our own lease
+    /// was still there and has been renewed).
+    public struct Acquisition: Sendable, Equatable {
+        public var lease: SubnetLease
+        public var wasCreated: Bool
+    }
+
     /// This node's lease: its own again if it still fits, else the previous subnet, else a
     /// random free one, created only if absent and retried when another node wins the race.
-    public func acquire(config: NetworkConfig) async throws -> SubnetLease {
+    public func acquire(config: NetworkConfig) async throws -> Acquisition {
         var generator = SystemRandomNumberGenerator()
         var lost: Set<IPv4Prefix> = []
         let value = SubnetLease.encodeValue(publicIP: configuration.publicIP)
@@ -105,12 +112,12 @@ public final class LeaseManager: Sendable {
             case .renew(let lease)?:
                 _ = try await registry.put(key(lease.subnet), value: value, ttl: configuration.ttl)
                 log("renewed our lease \(lease.subnet)")
-                return SubnetLease(subnet: lease.subnet, publicIP: configuration.publicIP, expiration: expiry())
+                return Acquisition(lease: SubnetLease(subnet: lease.subnet, publicIP: configuration.publicIP, expiration: expiry()), wasCreated: false)
             case .previous(let subnet)?, .random(let subnet)?:
                 do {
                     _ = try await registry.create(key(subnet), value: value, ttl: configuration.ttl)
                     log("acquired lease \(subnet)")
-                    return SubnetLease(subnet: subnet, publicIP: configuration.publicIP, expiration: expiry())
+                    return Acquisition(lease: SubnetLease(subnet: subnet, publicIP: configuration.publicIP, expiration: expiry()), wasCreated: true)
                 } catch RegistryError.alreadyExists {
                     log("lease \(subnet) was taken by another node first; choosing again")
                     lost.insert(subnet)
@@ -118,6 +125,13 @@ public final class LeaseManager: Sendable {
             }
         }
         throw LeaseError.lostEveryRace(attempts: Self.acquireAttempts)
+    }
+
+    /// Deletes a lease this node created, for a start that fails after `acquire`: left in place it
+    /// would show up on every other node as a peer that never answers, for its whole TTL.
+    public func release(_ lease: SubnetLease) async throws {
+        try await registry.delete(key(lease.subnet))
+        log("released lease \(lease.subnet): the node did not start")
     }
 
     /// Every lease under `<prefix>/subnets/`, skipping keys and values that are not flannel's

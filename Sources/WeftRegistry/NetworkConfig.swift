@@ -62,6 +62,14 @@ public struct NetworkConfig: Sendable, Equatable {
         self.port = port
     }
 
+    /// The net config `weft run --network` writes into an empty registry, in flanneld's format
+    /// (`{"Network":"10.244.0.0/16","Backend":{"Type":"udp"}}`); a `port` goes into `Backend`, so
+    /// every node that joins later uses it.
+    public static func initialValue(network: IPv4Prefix, port: UInt16?) -> [UInt8] {
+        let backend = port.map { #"{"Type":"udp","Port":\#($0)}"# } ?? #"{"Type":"udp"}"#
+        return Array(#"{"Network":"\#(network)","Backend":\#(backend)}"#.utf8)
+    }
+
     /// Parses flannel's net config JSON. Unknown keys are ignored and key names match
     /// case-insensitively, both as Go's encoding/json does for flanneld. `SubnetLen` 0 and
     /// `SubnetMin`/`SubnetMax` "0.0.0.0" mean "use the default", as in flanneld.

@@ -52,7 +52,7 @@ private struct Assignment {
     var subnet: IPv4Prefix
     var port: UInt16
     var peers: [Route]
-    var leases: (manager: LeaseManager, lease: SubnetLease, subnetFile: String)?
+    var leases: (manager: LeaseManager, lease: SubnetLease, wasCreated: Bool, subnetFile: String)?
 }
 
 /// A running node: its devices, its forwarder, its lease and the signals that steer it.
@@ -114,8 +114,11 @@ final class Node: @unchecked Sendable {
     /// Resolves the underlay, gets the subnet, binds the socket, creates flannel0 and starts
     /// forwarding (and, with a registry, renewing the lease and following the peers).
     ///
-    /// What it creates cleans itself up when a later step fails: the socket and the TUN close
-    /// (and flannel0 with its address and route goes) when they are released.
+    /// Whatever can fail on this machine (the port, the TUN, privileges) is tried before a lease
+    /// is taken, and a lease this start created is released if a later step still fails, so a
+    /// node that never forwarded does not linger on the others as a peer for the lease's TTL.
+    /// The socket and the TUN clean themselves up when released (flannel0 goes with its address
+    /// and route).
     static func start(_ settings: RunSettings, logger: Logger) async throws -> Node {
         let (underlay, bindAddress) = try underlayInterface(settings, logger: logger)
         let ifaceName = underlay.name
@@ -124,8 +127,8 @@ final class Node: @unchecked Sendable {
             throw RunError("interface \(ifaceName) has MTU \(underlay.mtu); the overlay needs at least 604")
         }
         let publicIP = settings.publicIP ?? bindAddress
-        let assignment = try await assign(settings, publicIP: publicIP, logger: logger)
-        let port = assignment.port
+        let source = try await prepare(settings, publicIP: publicIP, logger: logger)
+        let port = source.port
 
         // Bound to the interface's address, never 0.0.0.0 (flannel #398), so datagrams leave with
         // source port = destination port.
@@ -133,13 +136,13 @@ final class Node: @unchecked Sendable {
         do {
             socket = try UDPSocket(bindTo: bindAddress, port: port)
         } catch {
-            throw RunError("cannot bind UDP \(bindAddress):\(port): \(error)")
+            throw RunError("cannot bind UDP \(bindAddress):\(port): \(error)\(error.errno == EADDRINUSE ? " (is another weft or flanneld running on this node?)" : "")")
         }
         let tun: TunDevice
         do {
-            tun = try OverlayDevice.create(name: settings.tunName, network: assignment.network, subnet: assignment.subnet, underlayMTU: underlay.mtu, offloads: settings.offloads)
+            tun = try TunDevice.open(name: settings.tunName, offloads: settings.offloads)
         } catch {
-            throw RunError("cannot set up TUN \(settings.tunName): \(error) (weft run needs root or CAP_NET_ADMIN and /dev/net/tun)")
+            throw RunError("cannot create TUN \(settings.tunName): \(error) (\(tunOpenHint(error, name: settings.tunName)))")
         }
         var offload = Offload.off
         if settings.offloads {
@@ -150,6 +153,33 @@ final class Node: @unchecked Sendable {
                 throw RunError("cannot enable UDP GRO on \(bindAddress):\(port): \(error) (try --no-offload)")
             }
         }
+        let assignment = try await source.assign(logger: logger)
+        do {
+            return try finishStart(settings, assignment: assignment, logger: logger, tun: tun, socket: socket,
+                                   offload: offload, underlayMTU: underlay.mtu, pathMTU: pathMTU,
+                                   description: "via \(ifaceName) \(bindAddress):\(port); public ip \(publicIP)")
+        } catch {
+            if let leases = assignment.leases, leases.wasCreated {
+                do {
+                    try await leases.manager.release(leases.lease)
+                } catch {
+                    logger.error("could not release lease \(leases.lease.subnet) after the failed start: \(error)")
+                }
+            }
+            throw error
+        }
+    }
+
+    /// The steps after the lease: flannel0's address and route, the threads, subnet.env, signals.
+    private static func finishStart(
+        _ settings: RunSettings, assignment: Assignment, logger: Logger, tun: TunDevice, socket: UDPSocket,
+        offload: Offload, underlayMTU: Int, pathMTU: Int, description: String
+    ) throws -> Node {
+        do {
+            try OverlayDevice.configure(tun, network: assignment.network, subnet: assignment.subnet, underlayMTU: underlayMTU)
+        } catch {
+            throw RunError("cannot set up TUN \(tun.name): \(error)")
+        }
         let routes = RouteTableStore(RouteTable(assignment.peers))
         let policy = ForwardingPolicy(localSubnet: assignment.subnet, pathMTU: pathMTU, checkPeerAddress: settings.checkPeerAddress)
         let failure = Failure()
@@ -159,8 +189,7 @@ final class Node: @unchecked Sendable {
             forwarder = try Forwarder(
                 tunnel: tun, transport: socket, routes: routes,
                 configuration: ForwarderConfiguration(
-                    policy: policy, port: port, workers: settings.workers,
-                    offload: offload)
+                    policy: policy, port: assignment.port, workers: settings.workers, offload: offload)
             ) { message in
                 failure.message.withLock { if $0 == nil { $0 = message } }
                 stopRequest.signal()
@@ -180,16 +209,64 @@ final class Node: @unchecked Sendable {
         do { try node.installSignalHandlers() } catch { throw RunError("cannot watch for signals: \(error)") }
         forwarder.start()
         node.startLeaseMaintenance()
-        logger.info("forwarding \(assignment.subnet) on \(tun.name) (mtu \(pathMTU)) via \(ifaceName) \(bindAddress):\(port); public ip \(publicIP); \(assignment.peers.count) peer(s), \(settings.workers) worker(s), offloads \(offload)")
+        logger.info("forwarding \(assignment.subnet) on \(tun.name) (mtu \(pathMTU)) \(description); \(assignment.peers.count) peer(s), \(settings.workers) worker(s), offloads \(offload)")
         return node
     }
 
-    /// The subnet and first peers, from the command line or from a lease.
-    private static func assign(_ settings: RunSettings, publicIP: IPv4Address, logger: Logger) async throws -> Assignment {
+    /// What a failed TUNSETIFF most likely means, for the error line.
+    private static func tunOpenHint(_ error: SystemError, name: String) -> String {
+        switch error.errno {
+        case EPERM, EACCES:
+            "weft run needs root or CAP_NET_ADMIN"
+        case ENOENT, ENODEV, ENXIO:
+            "this kernel or container has no /dev/net/tun"
+        case EINVAL, EBUSY:
+            "a device named \(name) exists and is not a TUN Weft can open (see ip -d link show \(name); --tun-name picks another name)"
+        default:
+            "weft run needs root or CAP_NET_ADMIN and /dev/net/tun"
+        }
+    }
+
+    /// Where the subnet will come from, with the port known: the net config is read (or
+    /// written) already, but no lease is taken yet.
+    private enum PreparedSource {
+        case fixed(StaticPeers, port: UInt16)
+        case registry(LeaseManager, NetworkConfig, subnetFile: String)
+
+        var port: UInt16 {
+            switch self {
+            case .fixed(_, let port): port
+            case .registry(_, let config, _): config.port
+            }
+        }
+
+        /// The subnet and first peers: from the command line, or a lease taken now.
+        func assign(logger: Logger) async throws -> Assignment {
+            switch self {
+            case .fixed(let peers, let port):
+                return Assignment(network: peers.network, subnet: peers.subnet, port: port, peers: try peers.load(), leases: nil)
+            case .registry(let manager, let config, let subnetFile):
+                let acquired: LeaseManager.Acquisition, peers: [Route]
+                do {
+                    acquired = try await manager.acquire(config: config)
+                    peers = try await manager.listLeases().0
+                        .filter { $0.subnet != acquired.lease.subnet }
+                        .map { Route(subnet: $0.subnet, nextHop: $0.publicIP) }
+                } catch {
+                    throw RunError("\(error)")
+                }
+                return Assignment(network: config.network, subnet: acquired.lease.subnet, port: config.port, peers: peers,
+                                  leases: (manager, acquired.lease, acquired.wasCreated, subnetFile))
+            }
+        }
+    }
+
+    /// Opens the registry and reads its net config (writing one from `--network` when there is
+    /// none), and checks `--port` against it.
+    private static func prepare(_ settings: RunSettings, publicIP: IPv4Address, logger: Logger) async throws -> PreparedSource {
         switch settings.leases {
         case .fixed(let peers):
-            return Assignment(network: peers.network, subnet: peers.subnet, port: settings.port ?? NetworkConfig.defaultUDPPort,
-                              peers: try peers.load(), leases: nil)
+            return .fixed(peers, port: settings.port ?? NetworkConfig.defaultUDPPort)
         case .registry(let registrySettings):
             let registry: any SubnetRegistry
             switch registrySettings.store {
@@ -214,21 +291,18 @@ final class Node: @unchecked Sendable {
                     prefix: registrySettings.prefix, publicIP: publicIP, renewMargin: registrySettings.renewMargin,
                     previousSubnet: SubnetEnvironmentFile.previousSubnet(at: registrySettings.subnetFile)),
                 log: { message in logger.info("\(message)") })
-            let initialConfig = registrySettings.initialNetwork.map { Array(#"{"Network":"\#($0)","Backend":{"Type":"udp"}}"#.utf8) }
-            let config: NetworkConfig, lease: SubnetLease, peers: [Route]
+            let config: NetworkConfig
             do {
-                config = try await manager.loadConfig(creatingIfMissing: initialConfig)
-                lease = try await manager.acquire(config: config)
-                peers = try await manager.listLeases().0
-                    .filter { $0.subnet != lease.subnet }
-                    .map { Route(subnet: $0.subnet, nextHop: $0.publicIP) }
+                config = try await manager.loadConfig(creatingIfMissing: registrySettings.initialNetwork.map {
+                    NetworkConfig.initialValue(network: $0, port: settings.port)
+                })
             } catch {
                 throw RunError("\(error)")
             }
             if let port = settings.port, port != config.port {
                 throw RunError("--port \(port) differs from the net config's Backend.Port \(config.port): every node must use the same port")
             }
-            return Assignment(network: config.network, subnet: lease.subnet, port: config.port, peers: peers, leases: (manager, lease, registrySettings.subnetFile))
+            return .registry(manager, config, subnetFile: registrySettings.subnetFile)
         }
     }
 

@@ -21,7 +21,7 @@ struct LeaseManagerEtcdTests {
                     let manager = LeaseManager(
                         registry: EtcdRegistry(endpoints: [url]),
                         configuration: LeaseManagerConfiguration(publicIP: IPv4Address("198.18.0.\(node)")!))
-                    return try await manager.acquire(config: config).subnet
+                    return try await manager.acquire(config: config).lease.subnet
                 }
             }
             var all: [IPv4Prefix] = []
@@ -41,8 +41,8 @@ struct LeaseManagerEtcdTests {
         let configuration = LeaseManagerConfiguration(publicIP: IPv4Address("198.18.0.1")!)
         let initial = Array(#"{"Network":"10.244.0.0/16","Backend":{"Type":"udp"}}"#.utf8)
         let config = try await LeaseManager(registry: registry, configuration: configuration).loadConfig(creatingIfMissing: initial)
-        let first = try await LeaseManager(registry: registry, configuration: configuration).acquire(config: config)
-        let again = try await LeaseManager(registry: EtcdRegistry(endpoints: [server.url]), configuration: configuration).acquire(config: config)
+        let first = try await LeaseManager(registry: registry, configuration: configuration).acquire(config: config).lease
+        let again = try await LeaseManager(registry: EtcdRegistry(endpoints: [server.url]), configuration: configuration).acquire(config: config).lease
         #expect(again.subnet == first.subnet)
         let value = try await registry.get(SubnetLease.key(for: first.subnet, prefix: "/coreos.com/network"))?.value
         #expect(value == Array(#"{"PublicIP":"198.18.0.1","PublicIPv6":null}"#.utf8))

@@ -77,6 +77,36 @@ struct RegistryTests {
         #expect(address.output.contains("10.244.1.0/32"), "\(address)")
     }
 
+    @Test("a start that fails after taking a lease gives it back, so no phantom peer is left", arguments: Lab.Registry.available)
+    func failedStartReleasesItsLease(registry: Lab.Registry) throws {
+        let lab = try lab(registry)
+        // subnet.env cannot be written below a regular file: the start fails after the lease.
+        let arguments = try lab.registryArguments(node: 1, registry: registry)
+        let unwritable = "/etc/hostname/subnet.env"
+        let subnetFileFlag = try #require(arguments.firstIndex(of: "--subnet-file"))
+        var failing = arguments
+        failing[subnetFileFlag + 1] = unwritable
+        let failed = try lab.exec("nodeA", [Environment.weftBinary] + failing, timeout: 30)
+        #expect(failed.status != 0, "\(failed.transcript)")
+        #expect(failed.errorOutput.contains("cannot write \(unwritable)"), "\(failed.transcript)")
+        let acquired = try #require(failed.errorOutput.firstMatch(of: /acquired lease (10\.244\.\d+)\.0\/24/), "\(failed.transcript)")
+        #expect(failed.errorOutput.contains("released lease \(acquired.1).0/24"), "\(failed.transcript)")
+        let key = "/coreos.com/network/subnets/\(acquired.1).0-24"
+        if registry == .etcd {
+            #expect(try lab.etcdkv(["get", key]).status != 0, "the lease is gone from etcd")
+        } else {
+            let files = FileRegistry(directory: "\(lab.stateDirectory)/registry")
+            let found = LockedFlag()
+            try blocking { found.set(try await files.get(key) != nil) }
+            #expect(!found.value, "the lease is gone from the file registry")
+        }
+        #expect(try lab.exec("nodeA", ["ip", "link", "show", "flannel0"]).status != 0, "flannel0 is gone too")
+        // Then the node starts as usual.
+        _ = try lab.startWeft("nodeA", arguments)
+        let address = try lab.exec("nodeA", ["ip", "-4", "addr", "show", "flannel0"])
+        #expect(address.output.contains("10.244.1.0/32"), "\(address)")
+    }
+
     /// Runs registry work from a synchronous test.
     private func blocking(_ operation: @escaping @Sendable () async throws -> Void) throws {
         let done = DispatchSemaphore(value: 0)
@@ -88,6 +118,13 @@ struct RegistryTests {
         done.wait()
         if let error = failure.error { throw error }
     }
+}
+
+private final class LockedFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stored = false
+    func set(_ value: Bool) { lock.withLock { stored = value } }
+    var value: Bool { lock.withLock { stored } }
 }
 
 private final class LockedError: @unchecked Sendable {

@@ -58,7 +58,7 @@ import WeftCore
     @Test("a failed choice says what was tried and lists the interfaces there are")
     func underlayErrors() {
         #expect(underlay(UnderlayRequest(interfaces: ["eth9"]))
-                == "error: no usable underlay interface: --iface eth9: no interface named eth9 (interfaces here: lo 127.0.0.1; eth0 192.168.1.5; eth1 198.18.0.1 198.19.0.1; 198x)")
+                == "error: no usable underlay interface: --iface eth9: no interface named eth9 (interfaces here: lo 127.0.0.1/8; eth0 192.168.1.5/24; eth1 198.18.0.1/24 198.19.0.1/24; 198x)")
         #expect(underlay(UnderlayRequest(interfaces: ["10.9.9.9"], patterns: ["^wl"])).hasPrefix(
             "error: no usable underlay interface: --iface 10.9.9.9: no interface has the address 10.9.9.9; --iface-regex ^wl: no interface with an IPv4 address matches (interfaces here: lo"))
         #expect(underlay(UnderlayRequest(publicIP: IPv4Address(203, 0, 113, 9))).hasPrefix(

@@ -36,10 +36,10 @@ import WeftRegistry
         try await withTemporaryDirectory { directory in
             let node = manager(directory, publicIP: "198.18.0.1")
             let config = try await node.loadConfig(creatingIfMissing: Self.config)
-            let first = try await node.acquire(config: config)
-            let again = try await manager(directory, publicIP: "198.18.0.1").acquire(config: config)
+            let first = try await node.acquire(config: config).lease
+            let again = try await manager(directory, publicIP: "198.18.0.1").acquire(config: config).lease
             #expect(again.subnet == first.subnet)
-            let previous = try await manager(directory, publicIP: "198.18.0.2", previous: "10.244.77.0/24").acquire(config: config)
+            let previous = try await manager(directory, publicIP: "198.18.0.2", previous: "10.244.77.0/24").acquire(config: config).lease
             #expect(previous.subnet == IPv4Prefix("10.244.77.0/24"))
             let entry = try await FileRegistry(directory: directory).get("/coreos.com/network/subnets/10.244.77.0-24")
             #expect(entry.map { String(decoding: $0.value, as: UTF8.self) } == #"{"PublicIP":"198.18.0.2","PublicIPv6":null}"#)
@@ -55,7 +55,7 @@ import WeftRegistry
             _ = config
             let subnets = try await withThrowingTaskGroup(of: IPv4Prefix.self) { group in
                 for node in 1...8 {
-                    group.addTask { try await manager(directory, publicIP: "198.18.0.\(node)").acquire(config: small).subnet }
+                    group.addTask { try await manager(directory, publicIP: "198.18.0.\(node)").acquire(config: small).lease.subnet }
                 }
                 var all: [IPv4Prefix] = []
                 for try await subnet in group { all.append(subnet) }
@@ -70,11 +70,11 @@ import WeftRegistry
         try await withTemporaryDirectory { directory in
             let node = manager(directory, publicIP: "198.18.0.1")
             let config = try await node.loadConfig(creatingIfMissing: Self.config)
-            let lease = try await node.acquire(config: config)
+            let lease = try await node.acquire(config: config).lease
             let seen = Mutex<[[Route]]>([])
             let ending = Task { await node.maintain(lease) { routes in seen.withLock { $0.append(routes) } } }
 
-            let peer = try await manager(directory, publicIP: "198.18.0.2").acquire(config: config)
+            let peer = try await manager(directory, publicIP: "198.18.0.2").acquire(config: config).lease
             let peerRoute = Route(subnet: peer.subnet, nextHop: IPv4Address("198.18.0.2")!)
             try await waitUntil { seen.withLock { $0.last == [peerRoute] } }
 
@@ -99,14 +99,14 @@ import WeftRegistry
                 messages.withLock { $0.append(message) }
             }
             let config = try await node.loadConfig(creatingIfMissing: Self.config)
-            let lease = try await node.acquire(config: config)
+            let lease = try await node.acquire(config: config).lease
             let seen = Mutex<[Route]?>(nil)
             let ending = Task { await node.maintain(lease) { routes in seen.withLock { $0 = routes } } }
             try await waitUntil { seen.withLock { $0 == [] } }
             var expected: Set<Route> = []
             for peer in 2...13 {
                 let other = LeaseManager(registry: FileRegistry(directory: directory, eventLogCapacity: 4), configuration: LeaseManagerConfiguration(publicIP: IPv4Address("198.18.0.\(peer)")!))
-                let peerLease = try await other.acquire(config: config)
+                let peerLease = try await other.acquire(config: config).lease
                 expected.insert(Route(subnet: peerLease.subnet, nextHop: peerLease.publicIP))
             }
             let all = expected

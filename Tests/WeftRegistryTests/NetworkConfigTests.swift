@@ -17,6 +17,15 @@ import WeftRegistry
         }
     }
 
+    @Test func theConfigWeftWritesIsFlannelsAndKeepsTheGivenPort() throws {
+        let network = IPv4Prefix("10.244.0.0/16")!
+        #expect(String(decoding: NetworkConfig.initialValue(network: network, port: nil), as: UTF8.self)
+            == #"{"Network":"10.244.0.0/16","Backend":{"Type":"udp"}}"#)
+        let withPort = try NetworkConfig.parse(NetworkConfig.initialValue(network: network, port: 8300))
+        #expect(withPort.port == 8300)
+        #expect(withPort.network == network)
+    }
+
     @Test func appliesFlannelDefaultsForASlash16() throws {
         let config = try parse(#"{"Network":"10.244.0.0/16","Backend":{"Type":"udp"}}"#)
         #expect(config.network == IPv4Prefix("10.244.0.0/16"))
