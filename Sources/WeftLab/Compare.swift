@@ -21,7 +21,7 @@ public struct CompareOptions: Sendable {
     public var port: Int
 
     public init(prefix: String, nodes: Int = 2, durationSeconds: Double = 10, warmupSeconds: Double = 1, rounds: Int = 1,
-                modes: [LabMode] = [.weft, .vxlan, .route], cells: [CompareCell] = CompareCell.allCases, command: String,
+                modes: [LabMode] = LabMode.allCases, cells: [CompareCell] = CompareCell.allCases, command: String,
                 weftBinary: String, stateRoot: String = Lab.defaultStateRoot, port: Int = 5301) {
         self.prefix = prefix
         self.nodes = nodes
@@ -51,7 +51,16 @@ public struct CompareOptions: Sendable {
 /// modes, interleaved (`CompareSchedule`), with weft bench (server in the last pod, client in
 /// pod A). Every lab is torn down at the end, on an error and on a signal.
 public enum Compare {
+    /// A mode whose programs are not installed is skipped with a line that says so; missing
+    /// privileges or TUN support stop the whole run.
     public static func run(_ options: CompareOptions, log: @escaping (String) -> Void) throws(LabError) -> CompareReport {
+        var options = options
+        options.modes = options.modes.filter { mode in
+            guard let missing = mode.missingSupport else { return true }
+            log("lab: skipping \(mode): \(missing)")
+            return false
+        }
+        guard !options.modes.isEmpty else { throw LabError("no mode left to compare") }
         let plans = try options.plans()
         for mode in options.modes {
             if let missing = Lab.missingPrivileges(for: mode) { throw LabError(missing) }
@@ -142,7 +151,7 @@ private final class MeasuredLab {
         try lab.checkForwarders()
         let arguments = ["ip", "netns", "exec", plan.namespace(plan.nodes[0].podName), options.weftBinary]
             + cell.clientArguments(server: plan.lastNode.podAddress, port: options.port, duration: options.durationSeconds, warmup: options.warmupSeconds)
-        let measuresCPU = plan.mode == .weft
+        let measuresCPU = !lab.forwarders.isEmpty
         let cpuAtStart = measuresCPU ? lab.forwarderCPUSeconds() : 0
         var cpuAfterWarmup: Double?
         let result = try Subprocess.run(arguments, timeout: options.durationSeconds + options.warmupSeconds + 30) { elapsed in

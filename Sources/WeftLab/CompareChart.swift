@@ -88,6 +88,8 @@ private func color(_ mode: LabMode) -> String {
     case .weft: "#d95f02"
     case .vxlan: "#7570b3"
     case .route: "#1b9e77"
+    case .wireguardGo: "#e7298a"
+    case .nebula: "#66a61e"
     }
 }
 

@@ -41,7 +41,7 @@ public struct CompareReport: Sendable {
         public var samples: [Double]
         public var ratioToRoute: Double?
         public var ratioToVXLAN: Double?
-        /// The forwarders' CPU seconds per 10⁹ payload bytes delivered (weft mode only).
+        /// The forwarders' CPU seconds per 10⁹ payload bytes delivered (modes with forwarder processes only).
         public var cpuSecondsPerGB: Double?
         /// Medians of the secondary figures: UDP loss in percent, latency p99 in µs, rates in bit/s.
         public var lossPercent: Double?
@@ -164,7 +164,7 @@ public struct CompareReport: Sendable {
             lines.append(line(cells))
         }
         lines.append("x route, x vxlan: the mode's figure divided by that mode's (latency: higher is slower).")
-        lines.append("CPU s/GB: user + system seconds of both nodes' weft processes per 10^9 payload bytes delivered.")
+        lines.append("CPU s/GB: user + system seconds of both nodes' forwarder processes (weft, wireguard-go, nebula) per 10^9 payload bytes delivered.")
         return lines.joined(separator: "\n")
     }
 

@@ -11,7 +11,8 @@ public final class Lab: @unchecked Sendable {
     public let stateRoot: String
     /// `stateRoot/P`: registry, subnet.env files, logs.
     public var stateDirectory: String { Self.stateDirectory(root: stateRoot, prefix: plan.prefix) }
-    /// `weft run` of each node in weft mode, in node order.
+    /// The forwarder of each node (`weft run`, wireguard-go or nebula), in node order; none in
+    /// the kernel's modes.
     public private(set) var forwarders: [ChildProcess] = []
     private let log: (String) -> Void
 
@@ -23,10 +24,11 @@ public final class Lab: @unchecked Sendable {
 
     public static func stateDirectory(root: String, prefix: String) -> String { "\(root)/\(prefix)" }
 
-    /// Why this machine cannot build a lab, or nil.
+    /// Why this machine cannot build a lab, or nil: privileges, TUN support, the mode's programs.
     public static func missingPrivileges(for mode: LabMode) -> String? {
         if geteuid() != 0 { return "must be run as root (it creates network namespaces)" }
-        if mode == .weft && access("/dev/net/tun", R_OK | W_OK) != 0 { return "/dev/net/tun is missing: weft mode needs TUN support" }
+        if mode.usesTUN && access("/dev/net/tun", R_OK | W_OK) != 0 { return "/dev/net/tun is missing: \(mode) mode needs TUN support" }
+        if let missing = mode.missingSupport { return "\(mode) mode: \(missing)" }
         return nil
     }
 
@@ -69,18 +71,66 @@ public final class Lab: @unchecked Sendable {
             let result = try Subprocess.run(step.arguments, timeout: 15)
             guard result.succeeded else { throw LabError("`\(step)` failed: \(result)") }
         }
-        guard plan.mode == .weft else { return }
-        for node in plan.nodes {
-            try LabPlan.writeSubnetEnvironment(for: node, to: subnetFile(node))
+        switch plan.mode {
+        case .vxlan, .route:
+            return
+        case .weft:
+            for node in plan.nodes {
+                try LabPlan.writeSubnetEnvironment(for: node, to: subnetFile(node))
+            }
+            guard plan.startsForwarders else { return }
+            try startForwarders(weftBinary: weftBinary)
+        case .wireguardGo, .nebula:
+            for step in plan.credentialSteps(stateDirectory: stateDirectory) {
+                let result = try Subprocess.run(step.arguments, timeout: 15)
+                guard result.succeeded else { throw LabError("`\(step)` failed: \(result)") }
+            }
+            if plan.mode == .nebula {
+                for node in plan.nodes {
+                    let path = LabPlan.nebulaConfigFile(for: node, stateDirectory: stateDirectory)
+                    do {
+                        try Files.replace(path, with: Array(plan.nebulaConfig(for: node, stateDirectory: stateDirectory).utf8), mode: 0o600)
+                    } catch {
+                        throw LabError("cannot write \(path): \(error)")
+                    }
+                }
+            }
+            try startForwarders(weftBinary: weftBinary)
+            for node in plan.nodes { try waitForInterface(plan.tunnelInterface(node), in: node) }
+            let publicKeys = try plan.nodes.map { (node) throws(LabError) -> String in
+                guard plan.mode == .wireguardGo else { return "" }
+                let path = LabPlan.wireGuardPublicKeyFile(for: node, stateDirectory: stateDirectory)
+                guard let key = try? String(contentsOfFile: path, encoding: .utf8) else { throw LabError("cannot read \(path)") }
+                return key.trimmingCharacters(in: .whitespacesAndNewlines)
+            }
+            for step in plan.tunnelSteps(stateDirectory: stateDirectory, publicKeys: publicKeys) {
+                let result = try Subprocess.run(step.arguments, timeout: 15)
+                guard result.succeeded else { throw LabError("`\(step)` failed: \(result)") }
+            }
         }
-        guard plan.startsForwarders else { return }
+    }
+
+    private func startForwarders(weftBinary: String) throws(LabError) {
         for node in plan.nodes {
-            let arguments = plan.weftRunArguments(weft: weftBinary, node: node, stateDirectory: stateDirectory)
+            guard let arguments = plan.forwarderArguments(weft: weftBinary, node: node, stateDirectory: stateDirectory) else { continue }
             forwarders.append(try Subprocess.spawnDetached(arguments, logFile: logFile(node)))
         }
     }
 
-    public func logFile(_ node: LabNode) -> String { "\(stateDirectory)/weft-\(node.nodeName).log" }
+    /// Waits (at most 10 s) until the forwarder in `node` has created `interface`.
+    private func waitForInterface(_ interface: String, in node: LabNode) throws(LabError) {
+        let deadline = MonotonicClock.seconds() + 10
+        while true {
+            try checkForwarders()
+            if try Subprocess.run(["ip", "-n", plan.namespace(node.nodeName), "link", "show", interface], timeout: 5).succeeded { return }
+            if MonotonicClock.seconds() > deadline {
+                throw LabError("\(plan.mode) in \(plan.namespace(node.nodeName)) did not create \(interface) within 10 s")
+            }
+            try pause(0.05)
+        }
+    }
+
+    public func logFile(_ node: LabNode) -> String { "\(stateDirectory)/\(plan.mode)-\(node.nodeName).log" }
 
     /// Node `node`'s subnet.env in weft mode, written by `up`.
     public func subnetFile(_ node: LabNode) -> String { LabPlan.subnetFile(for: node, stateDirectory: stateDirectory) }
@@ -108,7 +158,7 @@ public final class Lab: @unchecked Sendable {
     public func checkForwarders() throws(LabError) {
         for (node, forwarder) in zip(plan.nodes, forwarders) {
             if let status = forwarder.poll() {
-                throw LabError("weft run in \(plan.namespace(node.nodeName)) ended (status \(status)); see its log above")
+                throw LabError("\(plan.mode == .weft ? "weft run" : plan.mode.rawValue) in \(plan.namespace(node.nodeName)) ended (status \(status)); see its log above")
             }
         }
     }

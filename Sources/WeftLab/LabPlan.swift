@@ -1,3 +1,4 @@
+import Glibc
 import WeftCore
 import WeftRegistry
 
@@ -9,16 +10,58 @@ public enum LabMode: String, CaseIterable, Sendable, Codable, CustomStringConver
     case vxlan
     /// Plain routing between the nodes, no tunnel: the physical limit of the lab.
     case route
+    /// WireGuard in userspace, Debian's wireguard-go configured with wg, as users run it where
+    /// the kernel has no WireGuard (flannel's own alternative backend is WireGuard): a TUN per
+    /// node, UDP 51820, every peer's subnet as its allowed IPs, MTU 1420 (wg-quick's default).
+    case wireguardGo = "wireguard-go"
+    /// Nebula (Debian's nebula): a CA and a certificate per node from nebula-cert, carrying the
+    /// node's pod subnet; peers in the static host map; the pod subnets as unsafe_routes; UDP
+    /// 4242, tun MTU 1300 (its example configuration's).
+    case nebula
 
     public var description: String { rawValue }
 
+    /// The programs this mode runs besides ip and bridge, and the Debian packages they are in.
+    public var programs: [(name: String, package: String)] {
+        switch self {
+        case .weft, .vxlan, .route: []
+        case .wireguardGo: [("wireguard-go", "wireguard-go"), ("wg", "wireguard-tools")]
+        case .nebula: [("nebula", "nebula"), ("nebula-cert", "nebula")]
+        }
+    }
+
+    /// Whether the mode's forwarders need /dev/net/tun.
+    public var usesTUN: Bool {
+        switch self {
+        case .weft, .wireguardGo, .nebula: true
+        case .vxlan, .route: false
+        }
+    }
+
+    /// Why this machine cannot run the mode (a program missing from PATH), or nil.
+    public var missingSupport: String? {
+        let missing = programs.filter { !Self.onPath($0.name) }
+        guard !missing.isEmpty else { return nil }
+        let packages = Array(Set(missing.map(\.package))).sorted()
+        return "\(missing.map(\.name).joined(separator: " and ")) not installed (apt-get install \(packages.joined(separator: " ")))"
+    }
+
+    private static func onPath(_ program: String) -> Bool {
+        let path = getenv("PATH").map { String(cString: $0) } ?? "/usr/sbin:/usr/bin:/sbin:/bin"
+        return path.split(separator: ":").contains { access("\($0)/\(program)", X_OK) == 0 }
+    }
+
     /// Bytes each packet's tunnel adds: flannel's `encapOverhead` of the udp backend (IPv4 20 +
-    /// UDP 8) and of the vxlan backend (IPv4 20 + UDP 8 + VXLAN 8 + Ethernet 14).
+    /// UDP 8) and of the vxlan backend (IPv4 20 + UDP 8 + VXLAN 8 + Ethernet 14); for the
+    /// userspace tunnels, what their own set-up leaves of a 1500-byte underlay (wg-quick's 1420
+    /// keeps room for an IPv6 underlay; nebula's example configuration says 1300).
     public var encapsulationOverhead: Int {
         switch self {
         case .weft: 28
         case .vxlan: 50
         case .route: 0
+        case .wireguardGo: 80
+        case .nebula: 200
         }
     }
 
@@ -48,6 +91,9 @@ public struct LabNode: Sendable, Equatable {
     /// The address flannel's vxlan backend puts on flannel.1 as a /32 (the subnet's network
     /// address), and the next hop other nodes route this subnet through.
     public var vtepAddress: String { "10.244.\(index).0" }
+    /// The node's address inside nebula's own network (10.245.0.i), which nebula routes the
+    /// pod subnets through.
+    public var nebulaAddress: String { "10.245.0.\(index)" }
     /// flannel.1's MAC. flanneld picks a random one and publishes it in its lease; the lab fixes
     /// it (locally administered, ending in the underlay address) so every node knows it up front.
     public var vtepMAC: String {
@@ -216,8 +262,124 @@ public struct LabPlan: Sendable, Equatable {
                     ip(node.nodeName, "route", "replace", peer.subnet, "via", peer.vtepAddress, "dev", "flannel.1", "onlink")
                 }
             }
-        case .weft:
-            break  // `weft run` in every node creates flannel0 and the overlay route itself.
+        case .weft, .wireguardGo, .nebula:
+            break  // the forwarder in every node creates its TUN; see tunnelSteps for the rest.
+        }
+        return steps
+    }
+
+    // MARK: Userspace tunnels (wireguard-go, nebula)
+
+    /// The tunnel's interface in `node`. wireguard-go names its control socket after the
+    /// interface in one directory for the whole machine (/var/run/wireguard), so its name
+    /// carries a hash of the lab's prefix: labs side by side never share a socket.
+    public func tunnelInterface(_ node: LabNode) -> String {
+        switch mode {
+        case .weft: "flannel0"
+        case .vxlan: "flannel.1"
+        case .route: "ul0"
+        case .wireguardGo: "wg" + node.letter + prefixTag
+        case .nebula: "nebula1"
+        }
+    }
+
+    /// Six hex digits of FNV-1a over the prefix.
+    private var prefixTag: String {
+        var hash: UInt32 = 2_166_136_261
+        for byte in prefix.utf8 { hash = (hash ^ UInt32(byte)) &* 16_777_619 }
+        let hex = String(hash & 0xFF_FFFF, radix: 16)
+        return String(repeating: "0", count: 6 - hex.count) + hex
+    }
+
+    public static func wireGuardKeyFile(for node: LabNode, stateDirectory: String) -> String { "\(stateDirectory)/wg-\(node.nodeName).key" }
+    public static func wireGuardPublicKeyFile(for node: LabNode, stateDirectory: String) -> String { "\(stateDirectory)/wg-\(node.nodeName).pub" }
+    public static func nebulaConfigFile(for node: LabNode, stateDirectory: String) -> String { "\(stateDirectory)/nebula-\(node.nodeName).yml" }
+
+    /// Keys and certificates, made in the state directory before the forwarders start (no
+    /// network is touched): a WireGuard key pair per node, or nebula's CA and a certificate per
+    /// node with its nebula address and its pod subnet.
+    public func credentialSteps(stateDirectory: String) -> [LabStep] {
+        switch mode {
+        case .weft, .vxlan, .route:
+            return []
+        case .wireguardGo:
+            return nodes.map { node in
+                let key = Self.wireGuardKeyFile(for: node, stateDirectory: stateDirectory)
+                let publicKey = Self.wireGuardPublicKeyFile(for: node, stateDirectory: stateDirectory)
+                return LabStep(["sh", "-c", "umask 077 && wg genkey > '\(key)' && wg pubkey < '\(key)' > '\(publicKey)'"])
+            }
+        case .nebula:
+            let ca = ["-ca-crt", "\(stateDirectory)/nebula-ca.crt", "-ca-key", "\(stateDirectory)/nebula-ca.key"]
+            return [LabStep(["nebula-cert", "ca", "-name", "weft lab \(prefix)", "-out-crt", ca[1], "-out-key", ca[3]])]
+                + nodes.map { node in
+                    LabStep(["nebula-cert", "sign"] + ca + ["-name", node.nodeName, "-ip", "\(node.nebulaAddress)/24", "-subnets", node.subnet,
+                             "-out-crt", "\(stateDirectory)/nebula-\(node.nodeName).crt", "-out-key", "\(stateDirectory)/nebula-\(node.nodeName).key"])
+                }
+        }
+    }
+
+    /// nebula's configuration for `node`: its certificate, every peer in the static host map at
+    /// its underlay address (no lighthouse is needed when every host is known), the peers' pod
+    /// subnets as unsafe_routes via their nebula addresses, and a firewall that lets all of the
+    /// overlay's traffic through, as the lab's other modes do.
+    public func nebulaConfig(for node: LabNode, stateDirectory: String) -> String {
+        let peers = nodes.filter { $0 != node }
+        var lines = [
+            "pki:",
+            "  ca: \(stateDirectory)/nebula-ca.crt",
+            "  cert: \(stateDirectory)/nebula-\(node.nodeName).crt",
+            "  key: \(stateDirectory)/nebula-\(node.nodeName).key",
+            "static_host_map:",
+        ]
+        lines += peers.map { #"  "\#($0.nebulaAddress)": ["\#($0.underlayAddress):4242"]"# }
+        lines += [
+            "lighthouse:", "  am_lighthouse: false", "  hosts: []",
+            "listen:", "  host: \(node.underlayAddress)", "  port: 4242",
+            "punchy:", "  punch: false",
+            "tun:", "  dev: \(tunnelInterface(node))", "  mtu: \(podMTU)", "  unsafe_routes:",
+        ]
+        for peer in peers {
+            lines += ["    - route: \(peer.subnet)", "      via: \(peer.nebulaAddress)"]
+        }
+        lines += [
+            "logging:", "  level: warning",
+            "firewall:",
+            "  outbound:", "    - port: any", "      proto: any", "      host: any",
+            "  inbound:", "    - port: any", "      proto: any", "      host: any",
+        ]
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    /// The forwarder `node` runs in this mode, as one command (nil in the kernel's modes).
+    public func forwarderArguments(weft: String, node: LabNode, stateDirectory: String) -> [String]? {
+        let inNode = ["ip", "netns", "exec", namespace(node.nodeName)]
+        switch mode {
+        case .vxlan, .route: return nil
+        case .weft: return weftRunArguments(weft: weft, node: node, stateDirectory: stateDirectory)
+        case .wireguardGo: return inNode + ["env", "WG_PROCESS_FOREGROUND=1", "wireguard-go", tunnelInterface(node)]
+        case .nebula: return inNode + ["nebula", "-config", Self.nebulaConfigFile(for: node, stateDirectory: stateDirectory)]
+        }
+    }
+
+    /// What wireguard-go needs once its interfaces exist: `wg set` with the node's key and
+    /// every peer (public key, underlay endpoint, pod subnet as allowed IPs), the subnet's
+    /// network address as a /32, the MTU, and the route for the whole pod network, as
+    /// flannel's wireguard backend sets it up. `publicKeys` are in node order. Nebula sets up
+    /// its interface itself.
+    public func tunnelSteps(stateDirectory: String, publicKeys: [String]) -> [LabStep] {
+        guard mode == .wireguardGo else { return [] }
+        var steps: [LabStep] = []
+        for node in nodes {
+            let interface = tunnelInterface(node)
+            var set = ["ip", "netns", "exec", namespace(node.nodeName), "wg", "set", interface, "listen-port", "51820",
+                       "private-key", Self.wireGuardKeyFile(for: node, stateDirectory: stateDirectory)]
+            for peer in nodes where peer != node {
+                set += ["peer", publicKeys[peer.index - 1], "endpoint", "\(peer.underlayAddress):51820", "allowed-ips", peer.subnet]
+            }
+            steps.append(LabStep(set))
+            steps.append(LabStep(["ip", "-n", namespace(node.nodeName), "addr", "add", "\(node.vtepAddress)/32", "dev", interface]))
+            steps.append(LabStep(["ip", "-n", namespace(node.nodeName), "link", "set", interface, "mtu", String(podMTU), "up"]))
+            steps.append(LabStep(["ip", "-n", namespace(node.nodeName), "route", "add", Self.network, "dev", interface]))
         }
         return steps
     }
@@ -260,6 +422,8 @@ public struct LabPlan: Sendable, Equatable {
             case .route: line += "  routes to the other pods via their node"
             case .vxlan: line += "  flannel.1 \(node.vtepAddress)/32 mtu \(LabMode.vxlan.podMTU(underlayMTU: Self.underlayMTU))"
             case .weft: line += startsForwarders ? "  weft run (flannel0)" : "  no forwarder"
+            case .wireguardGo: line += "  wireguard-go (\(tunnelInterface(node)) \(node.vtepAddress)/32, udp 51820)"
+            case .nebula: line += "  nebula (\(tunnelInterface(node)) \(node.nebulaAddress)/24, udp 4242)"
             }
             lines.append(line)
             lines.append("  \(namespace(node.podName))  eth0 \(node.podAddress)/24 gw \(node.gateway) mtu \(podMTU)")

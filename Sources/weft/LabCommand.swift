@@ -12,17 +12,21 @@ struct LabCommand: ParsableCommand {
         discussion: """
             Everything lives in network namespaces named P-* that the command creates and always \
             deletes (also on an error, Ctrl-C or SIGTERM); nothing is added to this machine's own \
-            network. Requires root (and /dev/net/tun for weft mode).
+            network. Requires root (and /dev/net/tun for weft, wireguard-go and nebula modes).
 
             Topology (tools/lab runs this command): node i (A, B, ...) has ul0 198.18.0.i/24 on the \
             underlay (a veth pair for 2 nodes; bridge br0 in P-ul for 3 or more, or --bridge) and \
             pod0 10.244.i.1/24; its pod has eth0 10.244.i.2/24 with gateway 10.244.i.1.
 
-            Modes (pod MTU = the tunnel MTU, as flannel sets it: 1472, 1450, 1500):
-              weft   weft run in every node, file registry in /run/weft-lab/P
-              vxlan  kernel VXLAN as flannel's vxlan backend: flannel.1, VNI 1,
-                     UDP 8472, nolearning, per-peer route, neighbour and fdb
-              route  plain routing between the nodes: the physical limit
+            Modes (pod MTU = the tunnel MTU, as each sets it up: 1472, 1450, 1500, 1420, 1300):
+              weft          weft run in every node, file registry in /run/weft-lab/P
+              vxlan         kernel VXLAN as flannel's vxlan backend: flannel.1, VNI 1,
+                            UDP 8472, nolearning, per-peer route, neighbour and fdb
+              route         plain routing between the nodes: the physical limit
+              wireguard-go  WireGuard in userspace (wireguard-go + wg): keys from wg
+                            genkey, UDP 51820, each peer's pod subnet as allowed IPs
+              nebula        nebula with a lab CA, a certificate per node carrying its
+                            pod subnet, static host map, unsafe_routes, UDP 4242
             """,
         subcommands: [LabUp.self, LabDown.self, LabExec.self, LabStatus.self, LabCompare.self]
     )
@@ -59,7 +63,7 @@ struct LabUp: ParsableCommand {
 
     @OptionGroup var lab: LabPrefixOption
 
-    @Option(help: "weft, vxlan or route.")
+    @Option(help: "weft, vxlan, route, wireguard-go (Debian's wireguard-go and wireguard-tools) or nebula (Debian's nebula).")
     var mode: LabMode = .weft
 
     @Option(help: "Number of nodes, 2 to 8; 3 or more are joined by a bridge.")
@@ -68,7 +72,7 @@ struct LabUp: ParsableCommand {
     @Flag(help: "Join the nodes by a bridge in P-ul even with 2 nodes.")
     var bridge = false
 
-    @Option(help: ArgumentHelp("MTU of the pods' links. Default: the mode's tunnel MTU (weft 1472, vxlan 1450, route 1500).", valueName: "bytes"))
+    @Option(help: ArgumentHelp("MTU of the pods' links. Default: the mode's tunnel MTU (weft 1472, vxlan 1450, route 1500, wireguard-go 1420, nebula 1300).", valueName: "bytes"))
     var podMTU: Int?
 
     @Flag(help: "Weft mode: build the lab and write the subnet.env files, but start no weft run.")
@@ -158,18 +162,18 @@ struct LabStatus: ParsableCommand {
 struct LabCompare: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "compare",
-        abstract: "Measure weft against kernel VXLAN and plain routing, each in its own lab, in one run.",
+        abstract: "Measure weft against kernel VXLAN, plain routing and the userspace tunnels, each in its own lab, in one run.",
         discussion: """
             Builds one lab per mode at once (prefixes <prefix>-weft, <prefix>-vxlan, \
-            <prefix>-route), starts weft bench server in the last pod of each, then runs weft bench \
+            <prefix>-route, <prefix>-wireguard-go, <prefix>-nebula), starts weft bench server in the last pod of each, then runs weft bench \
             client from pod A for every cell: tcp1 and tcp4 (TCP, 1 and 4 streams), udp64 and \
             udp1400 (UDP packet rate at 64 and 1400 bytes) and latency (64-byte round trips). For \
             each round and each cell every mode runs once, the modes in rotating order, so that \
             drifting noise spreads over all of them.
 
             Prints a table of absolute figures (medians over the rounds), their ratios to route \
-            and to vxlan, and for weft mode the forwarders' CPU seconds (user + system of both \
-            nodes' weft processes, from /proc/PID/stat, over each measurement) per GB of payload \
+            and to vxlan, and for the modes with forwarder processes the CPU seconds (user + system \
+            of both nodes' weft, wireguard-go or nebula processes, from /proc/PID/stat, over each measurement) per GB of payload \
             delivered. Writes every run and the medians as JSON (--json) and grouped bars of the \
             ratio to route per cell and mode as SVG (--chart). Only ratios from one run are \
             comparable on a shared machine. Every lab is removed on exit, on an error and on \
@@ -192,8 +196,8 @@ struct LabCompare: ParsableCommand {
     @Option(help: "How many times to run the whole matrix; the table shows medians.")
     var rounds = 1
 
-    @Option(help: ArgumentHelp("Modes to compare, comma-separated.", valueName: "list"))
-    var modes = "weft,vxlan,route"
+    @Option(help: ArgumentHelp("Modes to compare, comma-separated: weft, vxlan, route, wireguard-go, nebula. A mode whose programs are not installed is skipped with a line that says so.", valueName: "list"))
+    var modes = LabMode.allCases.map(\.rawValue).joined(separator: ",")
 
     @Option(help: ArgumentHelp("Cells to run, comma-separated: tcp1, tcp4, udp64, udp1400, latency.", valueName: "list"))
     var cells = CompareCell.allCases.map(\.rawValue).joined(separator: ",")

@@ -25,7 +25,7 @@ struct LabCommandTests {
     private func letter(_ index: Int) -> String { String(UnicodeScalar(UInt8(64 + index))) }
 
     @Test("up, every pod pings every other, status, exec's exit status, up refused twice, down leaves nothing",
-          arguments: [("weft", 2), ("weft", 3), ("vxlan", 2), ("vxlan", 3), ("route", 2), ("route", 3)])
+          arguments: [("weft", 2), ("weft", 3), ("vxlan", 2), ("vxlan", 3), ("route", 2), ("route", 3), ("wireguard-go", 2), ("wireguard-go", 3), ("nebula", 2), ("nebula", 3)])
     func upAndDown(mode: String, nodes: Int) throws {
         let prefix = Self.prefix()
         defer { _ = try? weft(["lab", "down", "--prefix", prefix]) }
@@ -41,7 +41,7 @@ struct LabCommandTests {
                 #expect(ping.status == 0, "pod \(from) → pod \(to) in \(mode) mode: \(ping)")
             }
         }
-        let mtu = ["weft": 1472, "vxlan": 1450, "route": 1500][mode] ?? 0
+        let mtu = ["weft": 1472, "vxlan": 1450, "route": 1500, "wireguard-go": 1420, "nebula": 1300][mode] ?? 0
         let fits = try weft(["lab", "exec", "--prefix", prefix, "podA", "--", "ping", "-n", "-c", "1", "-W", "2", "-M", "do", "-s", String(mtu - 28), "10.244.2.2"])
         #expect(fits.status == 0, "a pod-MTU packet crosses in \(mode) mode: \(fits)")
 
@@ -59,6 +59,13 @@ struct LabCommandTests {
             let link = try weft(["lab", "exec", "--prefix", prefix, "nodeA", "--", "ip", "-d", "link", "show", "flannel.1"])
             #expect(link.output.contains("vxlan id 1 local 198.18.0.1 dev ul0") && link.output.contains("dstport 8472") && link.output.contains("nolearning"), "\(link.output)")
             #expect(link.output.contains("mtu 1450"))
+        case "wireguard-go":
+            #expect(status.output.contains("wireguard-go wgA"), "\(status.output)")
+            let handshakes = try weft(["lab", "exec", "--prefix", prefix, "nodeA", "--", "wg", "show", "all", "latest-handshakes"])
+            #expect(handshakes.status == 0 && !handshakes.output.isEmpty, "a WireGuard handshake happened: \(handshakes)")
+        case "nebula":
+            #expect(status.output.contains("nebula -config"), "\(status.output)")
+            #expect(status.output.contains("nebula1"), "\(status.output)")
         default:
             #expect(!status.output.contains("flannel"))
         }

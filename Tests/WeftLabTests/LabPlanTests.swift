@@ -130,6 +130,52 @@ struct LabPlanTests {
         }
     }
 
+    @Test("wireguard-go: one key pair per node, every peer with its key, endpoint and pod subnet, the overlay routed to wg")
+    func wireGuardPlan() throws {
+        let plan = try LabPlan(prefix: "wl", mode: .wireguardGo, nodeCount: 3)
+        #expect(plan.podMTU == 1420)
+        let interface = plan.tunnelInterface(plan.nodes[0])
+        #expect(interface.hasPrefix("wgA") && interface.utf8.count <= 15, "\(interface)")
+        #expect(try LabPlan(prefix: "wl2", mode: .wireguardGo).tunnelInterface(plan.nodes[0]) != interface,
+                "labs side by side never share wireguard-go's control socket")
+        let credentials = plan.credentialSteps(stateDirectory: "/run/weft-lab/wl").map(\.description)
+        #expect(credentials.count == 3)
+        #expect(credentials[1] == "sh -c umask 077 && wg genkey > '/run/weft-lab/wl/wg-nodeB.key' && wg pubkey < '/run/weft-lab/wl/wg-nodeB.key' > '/run/weft-lab/wl/wg-nodeB.pub'")
+        #expect(plan.forwarderArguments(weft: "weft", node: plan.nodes[1], stateDirectory: "/s")
+                == ["ip", "netns", "exec", "wl-nodeB", "env", "WG_PROCESS_FOREGROUND=1", "wireguard-go", plan.tunnelInterface(plan.nodes[1])])
+        let steps = plan.tunnelSteps(stateDirectory: "/s", publicKeys: ["KA", "KB", "KC"]).map(\.description)
+        let wgA = plan.tunnelInterface(plan.nodes[0])
+        #expect(steps.contains("ip netns exec wl-nodeA wg set \(wgA) listen-port 51820 private-key /s/wg-nodeA.key peer KB endpoint 198.18.0.2:51820 allowed-ips 10.244.2.0/24 peer KC endpoint 198.18.0.3:51820 allowed-ips 10.244.3.0/24"), "\(steps)")
+        #expect(steps.contains("ip -n wl-nodeA addr add 10.244.1.0/32 dev \(wgA)"))
+        #expect(steps.contains("ip -n wl-nodeA link set \(wgA) mtu 1420 up"))
+        #expect(steps.contains("ip -n wl-nodeC route add 10.244.0.0/16 dev \(plan.tunnelInterface(plan.nodes[2]))"))
+        for step in plan.tunnelSteps(stateDirectory: "/s", publicKeys: ["KA", "KB", "KC"]) {
+            let target = step.arguments[1] == "-n" ? step.arguments[2] : step.arguments[3]
+            #expect(plan.names.map(plan.namespace).contains(target), "\(step)")
+        }
+    }
+
+    @Test("nebula: a CA, a certificate per node with its pod subnet, peers in the static host map, pod subnets as unsafe routes")
+    func nebulaPlan() throws {
+        let plan = try LabPlan(prefix: "wl", mode: .nebula)
+        #expect(plan.podMTU == 1300)
+        let credentials = plan.credentialSteps(stateDirectory: "/s").map(\.description)
+        #expect(credentials == [
+            "nebula-cert ca -name weft lab wl -out-crt /s/nebula-ca.crt -out-key /s/nebula-ca.key",
+            "nebula-cert sign -ca-crt /s/nebula-ca.crt -ca-key /s/nebula-ca.key -name nodeA -ip 10.245.0.1/24 -subnets 10.244.1.0/24 -out-crt /s/nebula-nodeA.crt -out-key /s/nebula-nodeA.key",
+            "nebula-cert sign -ca-crt /s/nebula-ca.crt -ca-key /s/nebula-ca.key -name nodeB -ip 10.245.0.2/24 -subnets 10.244.2.0/24 -out-crt /s/nebula-nodeB.crt -out-key /s/nebula-nodeB.key",
+        ])
+        let config = plan.nebulaConfig(for: plan.nodes[0], stateDirectory: "/s")
+        #expect(config.contains("  cert: /s/nebula-nodeA.crt\n"))
+        #expect(config.contains(#"  "10.245.0.2": ["198.18.0.2:4242"]"#))
+        #expect(config.contains("  host: 198.18.0.1\n  port: 4242\n"))
+        #expect(config.contains("  mtu: 1300\n  unsafe_routes:\n    - route: 10.244.2.0/24\n      via: 10.245.0.2\n"))
+        #expect(!config.contains("10.244.1.0/24"), "no route to its own subnet")
+        #expect(plan.tunnelSteps(stateDirectory: "/s", publicKeys: []).isEmpty)
+        #expect(plan.forwarderArguments(weft: "weft", node: plan.nodes[0], stateDirectory: "/s")
+                == ["ip", "netns", "exec", "wl-nodeA", "nebula", "-config", "/s/nebula-nodeA.yml"])
+    }
+
     @Test("bad input is refused with one line", arguments: [
         ("", 2, "invalid prefix"), ("Wl", 2, "invalid prefix"), ("-x", 2, "invalid prefix"), ("a b", 2, "invalid prefix"),
         (String(repeating: "a", count: 25), 2, "invalid prefix"), ("wl", 1, "--nodes must be 2 to 8"), ("wl", 9, "--nodes must be 2 to 8"),
