@@ -19,10 +19,12 @@ public struct CompareOptions: Sendable {
     public var stateRoot: String
     /// weft bench's port.
     public var port: Int
+    /// Flags added to `weft run` in the weft lab (e.g. `--workers 1`).
+    public var weftRunOptions: [String]
 
     public init(prefix: String, nodes: Int = 2, durationSeconds: Double = 10, warmupSeconds: Double = 1, rounds: Int = 1,
                 modes: [LabMode] = LabMode.allCases, cells: [CompareCell] = CompareCell.allCases, command: String,
-                weftBinary: String, stateRoot: String = Lab.defaultStateRoot, port: Int = 5301) {
+                weftBinary: String, stateRoot: String = Lab.defaultStateRoot, port: Int = 5301, weftRunOptions: [String] = []) {
         self.prefix = prefix
         self.nodes = nodes
         self.durationSeconds = durationSeconds
@@ -34,6 +36,7 @@ public struct CompareOptions: Sendable {
         self.weftBinary = weftBinary
         self.stateRoot = stateRoot
         self.port = port
+        self.weftRunOptions = weftRunOptions
     }
 
     /// The labs' plans, checked.
@@ -42,7 +45,9 @@ public struct CompareOptions: Sendable {
         guard (0...60).contains(warmupSeconds) else { throw LabError("--warmup must be 0 to 60 seconds") }
         guard (1...100).contains(rounds) else { throw LabError("--rounds must be 1 to 100") }
         var plans: [LabPlan] = []
-        for mode in modes { plans.append(try LabPlan(prefix: "\(prefix)-\(mode)", mode: mode, nodeCount: nodes)) }
+        for mode in modes {
+            plans.append(try LabPlan(prefix: "\(prefix)-\(mode)", mode: mode, nodeCount: nodes, weftRunOptions: mode == .weft ? weftRunOptions : []))
+        }
         return plans
     }
 }

@@ -131,11 +131,13 @@ public struct LabPlan: Sendable, Equatable {
     /// (pod MTU 1472, subnet.env files written) and the caller starts its own forwarders with
     /// its own flags, as the integration tests and tools/perf do.
     public let startsForwarders: Bool
+    /// Weft mode: flags added to every node's `weft run` (e.g. `--workers 1`).
+    public let weftRunOptions: [String]
 
     /// Checks the prefix, the node count and the pod MTU; the pod MTU defaults to the mode's
     /// tunnel MTU. `forwarders: false` is only meaningful in weft mode, the only one that has any.
     public init(prefix: String, mode: LabMode, nodeCount: Int = 2, bridge: Bool = false, podMTU: Int? = nil,
-                forwarders: Bool = true) throws(LabError) {
+                forwarders: Bool = true, weftRunOptions: [String] = []) throws(LabError) {
         try Self.check(prefix: prefix)
         guard (2...Self.maxNodes).contains(nodeCount) else {
             throw LabError("--nodes must be 2 to \(Self.maxNodes), not \(nodeCount)")
@@ -145,12 +147,16 @@ public struct LabPlan: Sendable, Equatable {
         guard forwarders || mode == .weft else {
             throw LabError("--no-forwarders applies to weft mode only (\(mode) mode starts no forwarders)")
         }
+        guard weftRunOptions.isEmpty || (mode == .weft && forwarders) else {
+            throw LabError("--weft-args applies to weft mode with forwarders only")
+        }
         self.prefix = prefix
         self.mode = mode
         self.nodes = (1...nodeCount).map(LabNode.init(index:))
         self.bridged = bridge || nodeCount >= 3
         self.podMTU = mtu
         self.startsForwarders = forwarders
+        self.weftRunOptions = weftRunOptions
     }
 
     /// The one prefix rule of the lab (`weft lab` and tools/lab, which runs it): [a-z0-9-],
@@ -402,17 +408,19 @@ public struct LabPlan: Sendable, Equatable {
     }
 
     /// `weft run` for a node: the file registry shared by the nodes in `stateDirectory`, no
-    /// --subnet, no --peer.
+    /// --subnet, no --peer, then `weftRunOptions`.
     public func weftRunArguments(weft: String, node: LabNode, stateDirectory: String) -> [String] {
         ["ip", "netns", "exec", namespace(node.nodeName), weft, "run", "--iface", "ul0", "--network", Self.network,
          "--subnet-dir", "\(stateDirectory)/registry", "--subnet-file", Self.subnetFile(for: node, stateDirectory: stateDirectory)]
+            + weftRunOptions
     }
 
     /// A few lines that describe the lab, printed by `up`; `stateDirectory` holds the nodes'
     /// subnet.env files in weft mode.
     public func summary(stateDirectory: String) -> String {
         var lines = ["lab: up prefix=\(prefix) mode=\(mode) nodes=\(nodes.count) pod-mtu=\(podMTU)" + (bridged ? " underlay=bridge" : "")
-                     + (mode == .weft && !startsForwarders ? " forwarders=none" : "")]
+                     + (mode == .weft && !startsForwarders ? " forwarders=none" : "")
+                     + (weftRunOptions.isEmpty ? "" : " weft-args=\"\(weftRunOptions.joined(separator: " "))\"")]
         if bridged {
             lines.append("  \(namespace("ul"))  br0, ports: " + nodes.map(\.nodeName).joined(separator: " "))
         }

@@ -78,6 +78,9 @@ struct LabUp: ParsableCommand {
     @Flag(help: "Weft mode: build the lab and write the subnet.env files, but start no weft run.")
     var noForwarders = false
 
+    @Option(help: ArgumentHelp("Weft mode: more flags for every node's weft run, as one string (e.g. \"--workers 1 --no-offload\").", valueName: "flags"))
+    var weftArgs = ""
+
     func validate() throws {
         _ = try plan()
     }
@@ -92,7 +95,8 @@ struct LabUp: ParsableCommand {
 
     private func plan() throws -> LabPlan {
         do {
-            return try LabPlan(prefix: lab.prefix, mode: mode, nodeCount: nodes, bridge: bridge, podMTU: podMTU, forwarders: !noForwarders)
+            return try LabPlan(prefix: lab.prefix, mode: mode, nodeCount: nodes, bridge: bridge, podMTU: podMTU, forwarders: !noForwarders,
+                               weftRunOptions: weftArgs.split(whereSeparator: \.isWhitespace).map(String.init))
         } catch {
             throw ValidationError(error.description)
         }
@@ -202,6 +206,9 @@ struct LabCompare: ParsableCommand {
     @Option(help: ArgumentHelp("Cells to run, comma-separated: tcp1, tcp4, udp64, udp1400, latency.", valueName: "list"))
     var cells = CompareCell.allCases.map(\.rawValue).joined(separator: ",")
 
+    @Option(help: ArgumentHelp("More flags for weft run in the weft lab, as one string (e.g. \"--workers 1\").", valueName: "flags"))
+    var weftArgs = ""
+
     @Option(help: ArgumentHelp("Where to write the results as JSON.", valueName: "file"))
     var json = "lab-compare.json"
 
@@ -239,7 +246,7 @@ struct LabCompare: ParsableCommand {
             prefix: prefix ?? "wlc\(getpid())", nodes: nodes, durationSeconds: duration,
             warmupSeconds: warmup ?? min(1, duration / 4), rounds: rounds, modes: modeList, cells: cellList,
             command: (["weft"] + CommandLine.arguments.dropFirst()).map(shellQuoted).joined(separator: " "),
-            weftBinary: Lab.currentExecutable())
+            weftBinary: Lab.currentExecutable(), weftRunOptions: weftArgs.split(whereSeparator: \.isWhitespace).map(String.init))
         do { _ = try options.plans() } catch { throw ValidationError(error.description) }
         return options
     }

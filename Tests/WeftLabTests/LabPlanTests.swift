@@ -155,6 +155,16 @@ struct LabPlanTests {
         }
     }
 
+    @Test("--weft-args reach every node's weft run, in weft mode with forwarders only")
+    func weftRunOptions() throws {
+        let plan = try LabPlan(prefix: "wl", mode: .weft, weftRunOptions: ["--workers", "1"])
+        #expect(Array(plan.weftRunArguments(weft: "weft", node: plan.nodes[1], stateDirectory: "/s").suffix(2)) == ["--workers", "1"])
+        #expect(plan.summary(stateDirectory: "/s").hasPrefix(#"lab: up prefix=wl mode=weft nodes=2 pod-mtu=1472 weft-args="--workers 1""#))
+        #expect(throws: LabError("--weft-args applies to weft mode with forwarders only")) {
+            try LabPlan(prefix: "wl", mode: .vxlan, weftRunOptions: ["--workers", "1"])
+        }
+    }
+
     @Test("nebula: a CA, a certificate per node with its pod subnet, peers in the static host map, pod subnets as unsafe routes")
     func nebulaPlan() throws {
         let plan = try LabPlan(prefix: "wl", mode: .nebula)
