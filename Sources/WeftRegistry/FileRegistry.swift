@@ -31,6 +31,8 @@ public struct FileRegistry: SubnetRegistry {
     let clock: @Sendable () -> Double
     let pollInterval: Double
     let sweepInterval: Double
+    /// Told about every entry file `list` skips because it cannot be read as an entry.
+    let onUnreadableEntry: @Sendable (String) -> Void
 
     /// The wall clock in seconds since 1970, the default `clock`.
     @Sendable public static func now() -> Double { Date().timeIntervalSince1970 }
@@ -41,14 +43,19 @@ public struct FileRegistry: SubnetRegistry {
     ///   - eventLogCapacity: events kept for watchers (at least 2).
     ///   - pollInterval: seconds between a watcher's reads of the event log.
     ///   - sweepInterval: seconds between a watcher's scans for expired entries.
+    ///   - onUnreadableEntry: gets a line naming each entry file `list` skips because it is
+    ///     not an entry (hand-edited, or written by something else), so one bad file among the
+    ///     leases cannot stop every node; `get` of that key still reports it as corrupt.
     public init(
         directory: String,
         clock: @escaping @Sendable () -> Double = FileRegistry.now,
         eventLogCapacity: Int = 10_000,
         pollInterval: Double = 0.15,
-        sweepInterval: Double = 1
+        sweepInterval: Double = 1,
+        onUnreadableEntry: @escaping @Sendable (String) -> Void = { _ in }
     ) {
         self.directory = directory
+        self.onUnreadableEntry = onUnreadableEntry
         self.clock = clock
         self.eventLogCapacity = max(2, eventLogCapacity)
         self.pollInterval = pollInterval
@@ -93,8 +100,9 @@ public struct FileRegistry: SubnetRegistry {
         }
     }
 
-    /// Live entries whose key starts with `prefix`, sorted by key, and the revision they reflect.
-    /// Takes the shared lock so entries and revision are one consistent snapshot.
+    /// Live entries whose key starts with `prefix`, sorted by key, and the revision they reflect;
+    /// a file that is not an entry is skipped and reported to `onUnreadableEntry`. Takes the
+    /// shared lock so entries and revision are one consistent snapshot.
     public func list(prefix: String) async throws -> (entries: [RegistryEntry], revision: Int64) {
         try await offload {
             try self.withLock(exclusive: false) {
@@ -102,7 +110,14 @@ public struct FileRegistry: SubnetRegistry {
                 let revision = try self.readRevision()
                 var entries: [RegistryEntry] = []
                 for (key, path) in try self.entryFiles() where key.hasPrefix(prefix) {
-                    guard let entry = try self.readEntry(key, path: path) else { continue }
+                    let entry: RegistryEntry?
+                    do {
+                        entry = try self.readEntry(key, path: path)
+                    } catch RegistryError.corrupt(let reason) {
+                        self.onUnreadableEntry("skipping registry entry \(reason)")
+                        continue
+                    }
+                    guard let entry else { continue }
                     if !Self.isExpired(entry, now: now) { entries.append(entry) }
                 }
                 entries.sort { $0.key < $1.key }

@@ -121,13 +121,25 @@ enum FileRegistryFormat {
         return bytes
     }
 
+    /// What is wrong with a file JSONDecoder refused, in a few words (its own description is a
+    /// debugging dump).
+    static func describe(_ error: any Error) -> String {
+        switch error as? DecodingError {
+        case .keyNotFound(let key, _)?: "no \"\(key.stringValue)\" field"
+        case .typeMismatch(_, let context)?, .valueNotFound(_, let context)?:
+            "field \"\(context.codingPath.map(\.stringValue).joined(separator: "."))\" has the wrong type"
+        case .dataCorrupted?: "not JSON"
+        default: "unreadable"
+        }
+    }
+
     /// Parses an entry file; `path` and `expectedKey` only make errors precise.
     static func decodeEntry(_ bytes: [UInt8], path: String, expectedKey: String) throws(RegistryError) -> RegistryEntry {
         let envelope: Envelope
         do {
             envelope = try JSONDecoder().decode(Envelope.self, from: Data(bytes))
         } catch {
-            throw .corrupt("\(path): not a registry entry (\(error))")
+            throw .corrupt("\(path): not a registry entry (\(describe(error)))")
         }
         guard let value = Data(base64Encoded: envelope.value) else {
             throw .corrupt("\(path): value is not base64")

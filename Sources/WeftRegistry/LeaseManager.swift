@@ -121,6 +121,10 @@ public final class LeaseManager: Sendable {
                 } catch RegistryError.alreadyExists {
                     log("lease \(subnet) was taken by another node first; choosing again")
                     lost.insert(subnet)
+                } catch RegistryError.corrupt(let reason) {
+                    // An unreadable entry holds the subnet: leave it for an operator to look at.
+                    log("lease \(subnet) is unreadable (\(reason)); choosing again")
+                    lost.insert(subnet)
                 }
             }
         }

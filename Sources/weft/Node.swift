@@ -271,7 +271,7 @@ final class Node: @unchecked Sendable {
             let registry: any SubnetRegistry
             switch registrySettings.store {
             case .directory(let path):
-                let files = FileRegistry(directory: path)
+                let files = FileRegistry(directory: path, onUnreadableEntry: { message in logger.warning("\(message)") })
                 do {
                     try files.prepare()
                 } catch {

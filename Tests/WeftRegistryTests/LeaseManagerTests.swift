@@ -31,6 +31,25 @@ import WeftRegistry
         }
     }
 
+    @Test("a corrupt lease file does not stop a node from starting; a corrupt net config does")
+    func corruptLeaseSkipped() async throws {
+        try await withTemporaryDirectory { directory in
+            let node = manager(directory, publicIP: "198.18.0.1")
+            let config = try await node.loadConfig(creatingIfMissing: Self.config)
+            let files = FileRegistry(directory: directory)
+            _ = try await files.create("/coreos.com/network/subnets/10.244.9.0-24", value: Array("{}".utf8), ttl: nil)
+            try Data("garbage".utf8).write(to: URL(fileURLWithPath: try files.entryPath(forKey: "/coreos.com/network/subnets/10.244.9.0-24")))
+            let lease = try await manager(directory, publicIP: "198.18.0.2", previous: "10.244.5.0/24").acquire(config: config).lease
+            #expect(lease.subnet == IPv4Prefix("10.244.5.0/24"))
+            #expect(try await node.listLeases().0.map(\.subnet) == [IPv4Prefix("10.244.5.0/24")!])
+            let avoiding = try await manager(directory, publicIP: "198.18.0.3", previous: "10.244.9.0/24").acquire(config: config).lease
+            #expect(avoiding.subnet != IPv4Prefix("10.244.9.0/24"), "the unreadable entry's subnet is not taken over")
+
+            try Data("garbage".utf8).write(to: URL(fileURLWithPath: try files.entryPath(forKey: "/coreos.com/network/config")))
+            await #expect(throws: RegistryError.self) { _ = try await node.loadConfig() }
+        }
+    }
+
     @Test("a restarted node gets its own lease back; a fresh one gets its previous subnet")
     func leaseReuse() async throws {
         try await withTemporaryDirectory { directory in
