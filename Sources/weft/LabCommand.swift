@@ -78,7 +78,7 @@ struct LabUp: ParsableCommand {
     @Flag(help: "Weft mode: build the lab and write the subnet.env files, but start no weft run.")
     var noForwarders = false
 
-    @Option(help: ArgumentHelp("Weft mode: more flags for every node's weft run, as one string (e.g. \"--workers 1 --no-offload\").", valueName: "flags"))
+    @Option(help: ArgumentHelp("Weft mode: more flags for every node's weft run, as one string joined with = (e.g. --weft-args=\"--workers 1 --no-offload\").", valueName: "flags"))
     var weftArgs = ""
 
     func validate() throws {
@@ -206,7 +206,7 @@ struct LabCompare: ParsableCommand {
     @Option(help: ArgumentHelp("Cells to run, comma-separated: tcp1, tcp4, udp64, udp1400, latency.", valueName: "list"))
     var cells = CompareCell.allCases.map(\.rawValue).joined(separator: ",")
 
-    @Option(help: ArgumentHelp("More flags for weft run in the weft lab, as one string (e.g. \"--workers 1\").", valueName: "flags"))
+    @Option(help: ArgumentHelp("More flags for weft run in the weft lab, as one string joined with = (e.g. --weft-args=\"--workers 1\").", valueName: "flags"))
     var weftArgs = ""
 
     @Option(help: ArgumentHelp("Where to write the results as JSON.", valueName: "file"))

@@ -36,7 +36,10 @@ struct RunCommand: AsyncParsableCommand {
             FLANNELD_SUBNET_FILE, FLANNELD_SUBNET_LEASE_RENEW_MARGIN, FLANNELD_ETCD_ENDPOINTS, \
             FLANNELD_ETCD_PREFIX, FLANNELD_ETCD_USERNAME, FLANNELD_ETCD_PASSWORD, \
             FLANNELD_ETCD_CAFILE, FLANNELD_ETCD_CERTFILE, FLANNELD_ETCD_KEYFILE. \
-            flanneld flags that Weft does not implement are refused.
+            flanneld's own spellings work too (-etcd-endpoints=URL, -iface eth0, =false, =0), \
+            and a binary named flanneld runs weft run. flanneld flags that Weft does not \
+            implement are accepted with a note when off or at flanneld's default \
+            (--ip-masq=false, --iptables-resync=5, --healthz-port=0, -v=N), else refused.
 
             Examples:
               weft run --iface eth0 --etcd-endpoints http://198.18.0.1:2379
@@ -273,6 +276,10 @@ struct Environment {
             }
             entry += 1
         }
+        self.values = values
+    }
+    /// Given variables instead of the process's (for tests).
+    init(_ values: [String: String]) {
         self.values = values
     }
     /// Set and not empty.

@@ -21,13 +21,22 @@ struct Weft: AsyncParsableCommand {
 
     /// A bad flag or a failed start is one line on stderr and a non-zero exit; `--help` and
     /// `--version` print in full.
+    ///
+    /// flanneld's command line is translated first (`FlanneldFlags`), and a binary invoked as
+    /// `flanneld` runs `weft run`.
     static func main() async {
-        if let refusal = FlanneldFlags.refusal(arguments: Array(CommandLine.arguments.dropFirst()), environment: Environment()) {
+        let program = CommandLine.arguments.first.map { String($0.split(separator: "/").last ?? "") } ?? "weft"
+        let arguments: [String]
+        switch FlanneldFlags.translate(Array(CommandLine.arguments.dropFirst()), program: program, environment: Environment()) {
+        case .refused(let refusal):
             printError("weft: " + refusal)
             Glibc.exit(ExitCode.validationFailure.rawValue)
+        case .arguments(let translated, let notes):
+            for note in notes { printError("weft: note: " + note) }
+            arguments = translated
         }
         do {
-            var command = try parseAsRoot()
+            var command = try parseAsRoot(arguments)
             if var asynchronous = command as? AsyncParsableCommand {
                 try await asynchronous.run()
             } else {

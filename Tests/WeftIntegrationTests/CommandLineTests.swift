@@ -37,6 +37,24 @@ struct CommandLineTests {
         #expect(result.errorOutput.contains("FLANNELD_PUBLIC_IP '198.18.0.300' is not an IPv4 address"), "\(result.transcript)")
     }
 
+    @Test("a binary named flanneld is weft run with flanneld's command line")
+    func invokedAsFlanneld() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("weft-flanneld-\(getpid())").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let flanneld = directory + "/flanneld"
+        try FileManager.default.createSymbolicLink(atPath: flanneld, withDestinationPath: Environment.weftBinary)
+        let help = try run([flanneld, "-help"], timeout: 20)
+        #expect(help.status == 0 && help.output.contains("--etcd-endpoints"), "run's help: \(help.transcript)")
+        let version = try run([flanneld, "-version"], timeout: 20)
+        #expect(version.status == 0 && version.output.trimmingCharacters(in: .whitespacesAndNewlines) == "0.1.0", "\(version.transcript)")
+        let refused = try run([flanneld, "-etcd-endpoints=http://198.18.0.1:2379", "-ip-masq"], timeout: 20)
+        #expect(refused.status != 0 && refused.errorOutput.hasPrefix("weft: --ip-masq is a flanneld flag that Weft does not implement"), "\(refused.transcript)")
+        let accepted = try run([flanneld, "-ip-masq=false", "-subnet=10.244.1.0/24"], timeout: 20)
+        #expect(accepted.errorOutput.contains("weft: note: --ip-masq=false: accepted and ignored"), "\(accepted.transcript)")
+        #expect(accepted.errorOutput.contains("--subnet needs --network"), "the rest is parsed as weft run's: \(accepted.transcript)")
+    }
+
     @Test("--help explains run's flags, including flanneld's environment variables")
     func help() throws {
         let result = try runWeft(["run", "--help"])
