@@ -192,11 +192,19 @@ public final class LeaseManager: Sendable {
         var peers: [String: Route] = [:]
         var revision: Int64?
         var backoff = 0.1
+        // An outage is logged when it starts and when it ends, with its retries, not per retry.
+        var outage: (since: Double, retries: Int)?
+        func endOutage() {
+            guard let ended = outage else { return }
+            log("registry reachable again after \(Int((Date().timeIntervalSince1970 - ended.since).rounded())) s and \(ended.retries) failed attempts; peers re-listed")
+            outage = nil
+        }
         while !Task.isCancelled {
             do {
                 if revision == nil {
                     // (Re-)list: at start, after a compaction, after the registry came back.
                     let (entries, listed) = try await registry.list(prefix: configuration.subnetsPrefix)
+                    endOutage()
                     if !entries.contains(where: { $0.key == ownKey }) { return .leaseLost }
                     peers = [:]
                     for entry in entries where entry.key != ownKey {
@@ -226,7 +234,11 @@ public final class LeaseManager: Sendable {
                 revision = nil
             } catch {
                 if Task.isCancelled { return .cancelled }
-                log("registry unreachable, forwarding with the last known routes: \(error)")
+                if outage == nil {
+                    log("registry unreachable, forwarding with the last known routes and retrying: \(error)")
+                    outage = (Date().timeIntervalSince1970, 0)
+                }
+                outage?.retries += 1
                 revision = nil
                 do { try await Task.sleep(for: .seconds(backoff)) } catch { return .cancelled }
                 backoff = min(5, backoff * 2)

@@ -136,6 +136,35 @@ import WeftRegistry
         }
     }
 
+    @Test("an outage is logged once when it starts and once when it ends, with its failed attempts")
+    func outageLoggedOnce() async throws {
+        try await withTemporaryDirectory { directory in
+            let registry = OutageRegistry(FileRegistry(directory: directory, pollInterval: 0.02, sweepInterval: 0.1))
+            let messages = Mutex<[String]>([])
+            let node = LeaseManager(registry: registry, configuration: LeaseManagerConfiguration(publicIP: IPv4Address("198.18.0.1")!)) { message in
+                messages.withLock { $0.append(message) }
+            }
+            let config = try await node.loadConfig(creatingIfMissing: Self.config)
+            let lease = try await node.acquire(config: config).lease
+            let seen = Mutex<Int>(0)
+            let ending = Task { await node.maintain(lease) { _ in seen.withLock { $0 += 1 } } }
+            try await waitUntil { seen.withLock { $0 == 1 } }
+
+            registry.down.withLock { $0 = true }
+            // The watch's next poll fails, then every re-list: 0.1 + 0.2 + 0.4 + 0.8 s of back-off.
+            try await Task.sleep(for: .seconds(1.8))
+            registry.down.withLock { $0 = false }
+            try await waitUntil { messages.withLock { $0.contains { $0.hasPrefix("registry reachable again") } } }
+            let lines = messages.withLock { $0 }
+            #expect(lines.filter { $0.hasPrefix("registry unreachable") }.count == 1, "\(lines)")
+            let end = try #require(lines.first { $0.hasPrefix("registry reachable again") })
+            let attempts = try #require(end.firstMatch(of: /and (\d+) failed attempts/).flatMap { Int($0.1) })
+            #expect(attempts >= 3, "\(end)")
+            ending.cancel()
+            #expect(await ending.value == .cancelled)
+        }
+    }
+
     /// Polls `condition` for up to 5 s.
     private func waitUntil(_ condition: @Sendable () -> Bool) async throws {
         for _ in 0..<250 {
@@ -143,5 +172,49 @@ import WeftRegistry
             try await Task.sleep(for: .milliseconds(20))
         }
         Issue.record("condition not met within 5 s")
+    }
+}
+
+/// The file registry behind a switch: while `down`, every call fails as an unreachable etcd does.
+private final class OutageRegistry: SubnetRegistry {
+    let files: FileRegistry
+    let down = Mutex(false)
+    init(_ files: FileRegistry) { self.files = files }
+
+    private func check() throws {
+        if down.withLock({ $0 }) { throw RegistryError.unavailable("registry down for the test") }
+    }
+
+    func get(_ key: String) async throws -> RegistryEntry? { try check(); return try await files.get(key) }
+    func list(prefix: String) async throws -> (entries: [RegistryEntry], revision: Int64) { try check(); return try await files.list(prefix: prefix) }
+    func create(_ key: String, value: [UInt8], ttl: Double?) async throws -> Int64 { try check(); return try await files.create(key, value: value, ttl: ttl) }
+    func put(_ key: String, value: [UInt8], ttl: Double?) async throws -> Int64 { try check(); return try await files.put(key, value: value, ttl: ttl) }
+    func delete(_ key: String) async throws { try check(); try await files.delete(key) }
+
+    /// The file registry's events, failing at the first poll after the switch is thrown.
+    func watch(prefix: String, after revision: Int64) -> AsyncThrowingStream<RegistryEvent, Error> {
+        let events = files.watch(prefix: prefix, after: revision)
+        return AsyncThrowingStream { continuation in
+            let task = Task {
+                do {
+                    try self.check()
+                    let stop = Task {
+                        while !Task.isCancelled {
+                            if self.down.withLock({ $0 }) {
+                                continuation.finish(throwing: RegistryError.unavailable("registry down for the test"))
+                                return
+                            }
+                            try? await Task.sleep(for: .milliseconds(20))
+                        }
+                    }
+                    defer { stop.cancel() }
+                    for try await event in events { continuation.yield(event) }
+                    continuation.finish()
+                } catch {
+                    continuation.finish(throwing: error)
+                }
+            }
+            continuation.onTermination = { _ in task.cancel() }
+        }
     }
 }
