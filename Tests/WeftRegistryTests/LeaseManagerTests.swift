@@ -151,10 +151,11 @@ import WeftRegistry
             try await waitUntil { seen.withLock { $0 == 1 } }
 
             registry.down.withLock { $0 = true }
-            // The watch's next poll fails, then every re-list: 0.1 + 0.2 + 0.4 + 0.8 s of back-off.
-            try await Task.sleep(for: .seconds(1.8))
+            // The watch fails, then every re-list (0.1, 0.2, 0.4 s of back-off): wait for three
+            // refused calls, however slow the machine is, before the registry comes back.
+            try await waitUntil(seconds: 30) { registry.refusedCalls.withLock { $0 >= 3 } }
             registry.down.withLock { $0 = false }
-            try await waitUntil { messages.withLock { $0.contains { $0.hasPrefix("registry reachable again") } } }
+            try await waitUntil(seconds: 30) { messages.withLock { $0.contains { $0.hasPrefix("registry reachable again") } } }
             let lines = messages.withLock { $0 }
             #expect(lines.filter { $0.hasPrefix("registry unreachable") }.count == 1, "\(lines)")
             let end = try #require(lines.first { $0.hasPrefix("registry reachable again") })
@@ -165,13 +166,13 @@ import WeftRegistry
         }
     }
 
-    /// Polls `condition` for up to 5 s.
-    private func waitUntil(_ condition: @Sendable () -> Bool) async throws {
-        for _ in 0..<250 {
+    /// Polls `condition` for up to `seconds`.
+    private func waitUntil(seconds: Int = 5, _ condition: @Sendable () -> Bool) async throws {
+        for _ in 0..<(seconds * 50) {
             if condition() { return }
             try await Task.sleep(for: .milliseconds(20))
         }
-        Issue.record("condition not met within 5 s")
+        Issue.record("condition not met within \(seconds) s")
     }
 }
 
@@ -181,8 +182,14 @@ private final class OutageRegistry: SubnetRegistry {
     let down = Mutex(false)
     init(_ files: FileRegistry) { self.files = files }
 
+    /// Calls refused while down.
+    let refusedCalls = Mutex(0)
+
     private func check() throws {
-        if down.withLock({ $0 }) { throw RegistryError.unavailable("registry down for the test") }
+        if down.withLock({ $0 }) {
+            refusedCalls.withLock { $0 += 1 }
+            throw RegistryError.unavailable("registry down for the test")
+        }
     }
 
     func get(_ key: String) async throws -> RegistryEntry? { try check(); return try await files.get(key) }
