@@ -1,3 +1,4 @@
+import Glibc
 import WeftCore
 import WeftLinux
 
@@ -21,6 +22,14 @@ public enum OverlayDevice {
     /// back (virtio-net header, TSO); this is invisible on the wire, where every datagram still
     /// carries one packet.
     public static func configure(_ tun: TunDevice, network: IPv4Prefix, subnet: IPv4Prefix, underlayMTU: Int) throws {
+        // The pod network is IPv4 only: without IPv6 on flannel0 the kernel sends it no router
+        // solicitations or MLD reports, which would only be dropped and counted as `ipv6`. A
+        // kernel without IPv6 has no such setting, and nothing to turn off.
+        do {
+            try Sysctl.set("net/ipv6/conf/\(tun.name)/disable_ipv6", to: "1")
+        } catch {
+            if error.errno != ENOENT { throw error }
+        }
         let netlink = try RouteNetlink()
         defer { netlink.close() }
         let index = tun.interfaceIndex
