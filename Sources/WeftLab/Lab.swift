@@ -67,10 +67,7 @@ public final class Lab: @unchecked Sendable {
         } catch {
             throw LabError("cannot write the lab's state in \(stateDirectory): \(error)")
         }
-        for step in plan.steps {
-            let result = try Subprocess.run(step.arguments, timeout: 15)
-            guard result.succeeded else { throw LabError("`\(step)` failed: \(result)") }
-        }
+        try run(plan.steps)
         switch plan.mode {
         case .vxlan, .route:
             return
@@ -81,10 +78,7 @@ public final class Lab: @unchecked Sendable {
             guard plan.startsForwarders else { return }
             try startForwarders(weftBinary: weftBinary)
         case .wireguardGo, .nebula:
-            for step in plan.credentialSteps(stateDirectory: stateDirectory) {
-                let result = try Subprocess.run(step.arguments, timeout: 15)
-                guard result.succeeded else { throw LabError("`\(step)` failed: \(result)") }
-            }
+            try run(plan.credentialSteps(stateDirectory: stateDirectory))
             if plan.mode == .nebula {
                 for node in plan.nodes {
                     let path = LabPlan.nebulaConfigFile(for: node, stateDirectory: stateDirectory)
@@ -97,16 +91,22 @@ public final class Lab: @unchecked Sendable {
             }
             try startForwarders(weftBinary: weftBinary)
             for node in plan.nodes { try waitForInterface(plan.tunnelInterface(node), in: node) }
-            let publicKeys = try plan.nodes.map { (node) throws(LabError) -> String in
-                guard plan.mode == .wireguardGo else { return "" }
-                let path = LabPlan.wireGuardPublicKeyFile(for: node, stateDirectory: stateDirectory)
-                guard let key = try? String(contentsOfFile: path, encoding: .utf8) else { throw LabError("cannot read \(path)") }
-                return key.trimmingCharacters(in: .whitespacesAndNewlines)
+            if plan.mode == .wireguardGo {
+                let publicKeys = try plan.nodes.map { (node) throws(LabError) -> String in
+                    let path = LabPlan.wireGuardPublicKeyFile(for: node, stateDirectory: stateDirectory)
+                    guard let key = try? String(contentsOfFile: path, encoding: .utf8) else { throw LabError("cannot read \(path)") }
+                    return key.trimmingCharacters(in: .whitespacesAndNewlines)
+                }
+                try run(plan.tunnelSteps(stateDirectory: stateDirectory, publicKeys: publicKeys))
             }
-            for step in plan.tunnelSteps(stateDirectory: stateDirectory, publicKeys: publicKeys) {
-                let result = try Subprocess.run(step.arguments, timeout: 15)
-                guard result.succeeded else { throw LabError("`\(step)` failed: \(result)") }
-            }
+        }
+    }
+
+    /// Runs each command to completion, in order; the first that fails stops the build.
+    private func run(_ steps: [LabStep]) throws(LabError) {
+        for step in steps {
+            let result = try Subprocess.run(step.arguments, timeout: 15)
+            guard result.succeeded else { throw LabError("`\(step)` failed: \(result)") }
         }
     }
 

@@ -299,7 +299,9 @@ public struct LabPlan: Sendable, Equatable {
 
     public static func wireGuardKeyFile(for node: LabNode, stateDirectory: String) -> String { "\(stateDirectory)/wg-\(node.nodeName).key" }
     public static func wireGuardPublicKeyFile(for node: LabNode, stateDirectory: String) -> String { "\(stateDirectory)/wg-\(node.nodeName).pub" }
-    public static func nebulaConfigFile(for node: LabNode, stateDirectory: String) -> String { "\(stateDirectory)/nebula-\(node.nodeName).yml" }
+    public static func nebulaConfigFile(for node: LabNode, stateDirectory: String) -> String { nebulaFile("\(node.nodeName).yml", stateDirectory) }
+    /// nebula's files in the state directory: `ca.crt`, `ca.key`, `nodeA.crt`, `nodeA.key`, `nodeA.yml`, …
+    private static func nebulaFile(_ name: String, _ stateDirectory: String) -> String { "\(stateDirectory)/nebula-\(name)" }
 
     /// Keys and certificates, made in the state directory before the forwarders start (no
     /// network is touched): a WireGuard key pair per node, or nebula's CA and a certificate per
@@ -315,11 +317,13 @@ public struct LabPlan: Sendable, Equatable {
                 return LabStep(["sh", "-c", "umask 077 && wg genkey > '\(key)' && wg pubkey < '\(key)' > '\(publicKey)'"])
             }
         case .nebula:
-            let ca = ["-ca-crt", "\(stateDirectory)/nebula-ca.crt", "-ca-key", "\(stateDirectory)/nebula-ca.key"]
-            return [LabStep(["nebula-cert", "ca", "-name", "weft lab \(prefix)", "-out-crt", ca[1], "-out-key", ca[3]])]
+            let caCertificate = Self.nebulaFile("ca.crt", stateDirectory), caKey = Self.nebulaFile("ca.key", stateDirectory)
+            return [LabStep(["nebula-cert", "ca", "-name", "weft lab \(prefix)", "-out-crt", caCertificate, "-out-key", caKey])]
                 + nodes.map { node in
-                    LabStep(["nebula-cert", "sign"] + ca + ["-name", node.nodeName, "-ip", "\(node.nebulaAddress)/24", "-subnets", node.subnet,
-                             "-out-crt", "\(stateDirectory)/nebula-\(node.nodeName).crt", "-out-key", "\(stateDirectory)/nebula-\(node.nodeName).key"])
+                    LabStep(["nebula-cert", "sign", "-ca-crt", caCertificate, "-ca-key", caKey,
+                             "-name", node.nodeName, "-ip", "\(node.nebulaAddress)/24", "-subnets", node.subnet,
+                             "-out-crt", Self.nebulaFile("\(node.nodeName).crt", stateDirectory),
+                             "-out-key", Self.nebulaFile("\(node.nodeName).key", stateDirectory)])
                 }
         }
     }
@@ -332,9 +336,9 @@ public struct LabPlan: Sendable, Equatable {
         let peers = nodes.filter { $0 != node }
         var lines = [
             "pki:",
-            "  ca: \(stateDirectory)/nebula-ca.crt",
-            "  cert: \(stateDirectory)/nebula-\(node.nodeName).crt",
-            "  key: \(stateDirectory)/nebula-\(node.nodeName).key",
+            "  ca: \(Self.nebulaFile("ca.crt", stateDirectory))",
+            "  cert: \(Self.nebulaFile("\(node.nodeName).crt", stateDirectory))",
+            "  key: \(Self.nebulaFile("\(node.nodeName).key", stateDirectory))",
             "static_host_map:",
         ]
         lines += peers.map { #"  "\#($0.nebulaAddress)": ["\#($0.underlayAddress):4242"]"# }

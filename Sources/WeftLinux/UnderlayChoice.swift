@@ -29,8 +29,8 @@ public struct UnderlayRequest: Sendable, Equatable {
         }.joined(separator: "; "))
         if interfaces.isEmpty && patterns.isEmpty {
             if let publicIP {
-                if case .success(let found) = Self.lookup(publicIP.description, in: available) {
-                    return UnderlayChoice(interface: found.0, bindAddress: found.1, passedOver: [])
+                if let interface = Self.interface(holding: publicIP, in: available) {
+                    return UnderlayChoice(interface: interface, bindAddress: publicIP, passedOver: [])
                 }
                 throw UnderlayChoiceError("no interface has the --public-ip address \(publicIP); without --iface or --iface-regex the underlay is the interface holding it, as in flanneld (give --iface for a public IP behind NAT; \(have))")
             }
@@ -60,10 +60,14 @@ public struct UnderlayRequest: Sendable, Equatable {
         throw UnderlayChoiceError("no usable underlay interface: \(passedOver.joined(separator: "; ")) (\(have))")
     }
 
+    private static func interface(holding address: IPv4Address, in available: [NetworkInterface]) -> NetworkInterface? {
+        available.first { $0.ipv4.contains { $0.address == address } }
+    }
+
     /// One `--iface` entry: an IPv4 address names the interface holding it, anything else is a name.
     private static func lookup(_ entry: String, in available: [NetworkInterface]) -> Result<(NetworkInterface, IPv4Address), UnderlayChoiceError> {
         if let address = IPv4Address(entry) {
-            guard let interface = available.first(where: { $0.ipv4.contains { $0.address == address } }) else {
+            guard let interface = interface(holding: address, in: available) else {
                 return .failure(UnderlayChoiceError("no interface has the address \(address)"))
             }
             return .success((interface, address))

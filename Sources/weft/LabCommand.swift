@@ -96,7 +96,7 @@ struct LabUp: ParsableCommand {
     private func plan() throws -> LabPlan {
         do {
             return try LabPlan(prefix: lab.prefix, mode: mode, nodeCount: nodes, bridge: bridge, podMTU: podMTU, forwarders: !noForwarders,
-                               weftRunOptions: weftArgs.split(whereSeparator: \.isWhitespace).map(String.init))
+                               weftRunOptions: weftRunOptions(weftArgs))
         } catch {
             throw ValidationError(error.description)
         }
@@ -246,7 +246,7 @@ struct LabCompare: ParsableCommand {
             prefix: prefix ?? "wlc\(getpid())", nodes: nodes, durationSeconds: duration,
             warmupSeconds: warmup ?? min(1, duration / 4), rounds: rounds, modes: modeList, cells: cellList,
             command: (["weft"] + CommandLine.arguments.dropFirst()).map(shellQuoted).joined(separator: " "),
-            weftBinary: Lab.currentExecutable(), weftRunOptions: weftArgs.split(whereSeparator: \.isWhitespace).map(String.init))
+            weftBinary: Lab.currentExecutable(), weftRunOptions: weftRunOptions(weftArgs))
         do { _ = try options.plans() } catch { throw ValidationError(error.description) }
         return options
     }
@@ -271,4 +271,9 @@ func runLab(_ body: () throws -> Void) throws {
         }
         throw RunError("lab: \(error)")
     }
+}
+
+/// `--weft-args`: one string of `weft run` flags, split at whitespace.
+private func weftRunOptions(_ text: String) -> [String] {
+    text.split(whereSeparator: \.isWhitespace).map(String.init)
 }
