@@ -13,6 +13,7 @@
 #include <sched.h>
 #include <netinet/udp.h>    /* SOL_UDP, UDP_SEGMENT, UDP_GRO; not <linux/udp.h> */
 #include <linux/if_tun.h>
+#include <linux/filter.h>
 #include <linux/virtio_net.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
@@ -24,6 +25,7 @@ const int CWeftLinux_IFF_NO_PI = IFF_NO_PI;
 const int CWeftLinux_IFNAMSIZ = IFNAMSIZ;
 
 const int CWeftLinux_IFF_VNET_HDR = IFF_VNET_HDR;
+const int CWeftLinux_IFF_MULTI_QUEUE = IFF_MULTI_QUEUE;
 const unsigned int CWeftLinux_TUN_F_CSUM = TUN_F_CSUM;
 const unsigned int CWeftLinux_TUN_F_TSO4 = TUN_F_TSO4;
 const int CWeftLinux_sizeof_virtio_net_hdr = (int)sizeof(struct virtio_net_hdr);
@@ -116,6 +118,32 @@ int CWeftLinux_accept4(int fd, struct sockaddr *address, socklen_t *length, int 
 }
 
 // --- pipe ------------------------------------------------------------------------------------
+
+const int CWeftLinux_SO_REUSEPORT = SO_REUSEPORT;
+
+#ifndef SO_ATTACH_REUSEPORT_CBPF
+#define SO_ATTACH_REUSEPORT_CBPF 51
+#endif
+
+int CWeftLinux_attach_reuseport_inner_hash(int fd, unsigned int group_size) {
+    if (group_size == 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    // For a UDP socket's reuseport program the kernel points the packet at the UDP payload.
+    struct sock_filter code[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, 12),          // A = inner source address
+        BPF_STMT(BPF_MISC | BPF_TAX, 0),                 // X = A
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, 16),          // A = inner destination address
+        BPF_STMT(BPF_ALU | BPF_XOR | BPF_X, 0),          // A ^= X: both directions of a flow agree
+        BPF_STMT(BPF_ALU | BPF_MUL | BPF_K, 0x9E3779B1), // spread the few bits that differ
+        BPF_STMT(BPF_ALU | BPF_RSH | BPF_K, 16),
+        BPF_STMT(BPF_ALU | BPF_MOD | BPF_K, group_size),
+        BPF_STMT(BPF_RET | BPF_A, 0),
+    };
+    struct sock_fprog program = { .len = sizeof(code) / sizeof(code[0]), .filter = code };
+    return setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &program, sizeof(program));
+}
 
 int CWeftLinux_pipe_cloexec(int fds[2]) {
     return pipe2(fds, O_CLOEXEC);

@@ -2,7 +2,7 @@
 public enum DropReason: Int, CaseIterable, Sendable, CustomStringConvertible {
     case tooShort, ipv6, notIPv4, badHeaderLength, badTotalLength, badChecksum, truncated,
          ttlExpired, noRoute, tooBig, unknownPeer, spoofedSource, notLocalDestination,
-         poolExhausted, queueFull, badOffload, sendFailed, tunWriteFailed
+         badOffload, sendFailed, tunWriteFailed
 
     /// Kebab-case name used in logs and metrics, e.g. "no-route".
     public var description: String {
@@ -20,8 +20,6 @@ public enum DropReason: Int, CaseIterable, Sendable, CustomStringConvertible {
         case .unknownPeer: "unknown-peer"
         case .spoofedSource: "spoofed-source"
         case .notLocalDestination: "not-local-destination"
-        case .poolExhausted: "pool-exhausted"
-        case .queueFull: "queue-full"
         case .badOffload: "bad-offload"
         case .sendFailed: "send-failed"
         case .tunWriteFailed: "tun-write-failed"

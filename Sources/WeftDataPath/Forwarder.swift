@@ -38,23 +38,16 @@ public struct ForwarderConfiguration: Sendable {
     public var policy: ForwardingPolicy
     /// The UDP port every node uses (flannel's `Backend.Port`): peers are addressed at it.
     public var port: UInt16
-    /// Threads that route and send TUN packets. Defaults to the core count.
-    public var workers: Int
     /// Packets per recvmmsg/sendmmsg call and per TUN read burst.
     public var batchSize: Int
-    /// Depth of each reader→worker queue, in packets.
-    public var queueCapacity: Int
     /// Super-packets and segmented sends, or one packet per system call.
     public var offload: Offload
 
-    public init(policy: ForwardingPolicy, port: UInt16, workers: Int, offload: Offload = .off, batchSize: Int = 64, queueCapacity: Int? = nil) {
+    public init(policy: ForwardingPolicy, port: UInt16, offload: Offload = .off, batchSize: Int = 64) {
         self.policy = policy
         self.port = port
-        self.workers = max(1, workers)
         self.batchSize = max(1, batchSize)
         self.offload = offload
-        // 64 KiB slots make deep queues expensive; a super-packet carries ~44 packets anyway.
-        self.queueCapacity = max(self.batchSize, queueCapacity ?? (offload.usesSuperPackets ? 128 : 1024))
     }
 
     /// Source address of the ICMP errors Weft generates: the TUN's address, as flannel uses.
@@ -65,9 +58,20 @@ public struct ForwarderConfiguration: Sendable {
     /// it holds a virtio header and a 64 KiB super-packet or GRO batch.
     var slotSize: Int { offload.usesSuperPackets ? 65536 + 64 : max(2048, (policy.pathMTU + 28 + 64 + 63) & ~63) }
 
-    /// Every slot that can be in flight at once: each worker's queue and batch, the receiver's
-    /// batch, and one read in progress.
-    var slotCount: Int { workers * (queueCapacity + batchSize) + batchSize + 1 }
+    /// Every thread owns one batch of slots for its whole life: a lane's sender and receiver.
+    func slotCount(lanes: Int) -> Int { 2 * lanes * batchSize }
+}
+
+/// One worker's devices: a queue of the TUN and a socket of the node's group. A lane's two
+/// threads read only these, so nothing is handed between threads on the way of a packet.
+public struct DataPathLane: Sendable {
+    public let tunnel: any PacketTunnel
+    public let transport: any DatagramTransport
+
+    public init(tunnel: any PacketTunnel, transport: any DatagramTransport) {
+        self.tunnel = tunnel
+        self.transport = transport
+    }
 }
 
 /// Whether the data path is stopping, and where a thread reports a device that failed for good.
@@ -109,27 +113,25 @@ final class DataPathLifecycle: Sendable {
     }
 }
 
-/// The packet-moving threads of one node.
+/// The packet-moving threads of one node: two per lane, each running a packet from one device
+/// to the other without handing it to another thread.
 ///
 /// ```
-/// TUN ─► reader ─► pool slot ─► SPSC queue ─► OutboundWorker ─► ForwardingPolicy.outbound ─► sendmmsg
-/// TUN ◄─ write ◄─ InboundReceiver: ForwardingPolicy.inbound ◄─ pool slot ◄─ recvmmsg
+/// TUN queue i ─► OutboundWorker i: read ─► ForwardingPolicy.outbound ─► sendmmsg on socket i
+/// TUN queue i ◄─ write ◄─ InboundReceiver i: ForwardingPolicy.inbound ◄─ recvmmsg on socket i
 /// ```
-/// A packet's bytes are written once by the kernel into a pool slot and read once by the kernel
-/// from it; only slot indices move between threads. The reader spreads packets over workers by a
-/// hash of the addresses, so one flow stays on one worker and keeps its order. Idle threads block
-/// (poll, a semaphore, recvmmsg); none spins.
+/// The kernel spreads the work: it hands each packet for flannel0 to a TUN queue by its flow,
+/// and each datagram to a socket of the group by its inner addresses (`UDPSocket.openGroup`), so
+/// one flow stays on one thread and keeps its order. A packet's bytes are written once by the
+/// kernel into a slot the thread owns and read once by the kernel from it. When a lane falls
+/// behind it simply reads later: packets wait in the kernel's queues instead of being dropped
+/// by Weft. Idle threads block (poll, recvmmsg); none spins.
 public final class Forwarder: @unchecked Sendable {
     public let configuration: ForwarderConfiguration
     public let counters: Counters
-    let tunnel: any PacketTunnel
-    let transport: any DatagramTransport
+    public let lanes: [DataPathLane]
     let routes: RouteTableStore
     let pool: PacketPool
-    /// Length of the bytes in each slot, written by the reader before it publishes the slot.
-    let lengths: UnsafeMutablePointer<Int32>
-    let queues: [SPSCIndexRing]
-    let doorbells: [Doorbell]
     private let wakeup: EventFD
     private let lifecycle: DataPathLifecycle
     private let started = Atomic<Bool>(false)
@@ -138,6 +140,27 @@ public final class Forwarder: @unchecked Sendable {
     /// - Parameter onFatalError: called (from a data-path thread) when a device fails for good,
     ///   e.g. the TUN disappears; the caller decides to stop.
     public init(
+        lanes: [DataPathLane],
+        routes: RouteTableStore,
+        configuration: ForwarderConfiguration,
+        counters: Counters = Counters(),
+        onFatalError: @escaping @Sendable (String) -> Void = { _ in }
+    ) throws {
+        precondition(!lanes.isEmpty, "the data path needs at least one lane")
+        for lane in lanes {
+            precondition(configuration.offload.usesSuperPackets || lane.tunnel.vnetHeaderSize == 0, "a TUN with offloads needs 64 KiB slots")
+        }
+        self.lanes = lanes
+        self.routes = routes
+        self.configuration = configuration
+        self.counters = counters
+        self.lifecycle = DataPathLifecycle(onFatalError: onFatalError)
+        self.pool = PacketPool(slotCount: configuration.slotCount(lanes: lanes.count), slotSize: configuration.slotSize)
+        self.wakeup = try EventFD()
+    }
+
+    /// One lane: the single-queue TUN and the one socket flanneld's layout has.
+    public convenience init(
         tunnel: any PacketTunnel,
         transport: any DatagramTransport,
         routes: RouteTableStore,
@@ -145,128 +168,40 @@ public final class Forwarder: @unchecked Sendable {
         counters: Counters = Counters(),
         onFatalError: @escaping @Sendable (String) -> Void = { _ in }
     ) throws {
-        precondition(configuration.offload.usesSuperPackets || tunnel.vnetHeaderSize == 0, "a TUN with offloads needs 64 KiB slots")
-        self.tunnel = tunnel
-        self.transport = transport
-        self.routes = routes
-        self.configuration = configuration
-        self.counters = counters
-        self.lifecycle = DataPathLifecycle(onFatalError: onFatalError)
-        self.pool = PacketPool(slotCount: configuration.slotCount, slotSize: configuration.slotSize)
-        self.lengths = .allocate(capacity: configuration.slotCount)
-        self.lengths.initialize(repeating: 0, count: configuration.slotCount)
-        self.queues = (0..<configuration.workers).map { _ in SPSCIndexRing(capacity: configuration.queueCapacity) }
-        self.doorbells = (0..<configuration.workers).map { _ in Doorbell() }
-        self.wakeup = try EventFD()
+        try self.init(lanes: [DataPathLane(tunnel: tunnel, transport: transport)], routes: routes,
+                      configuration: configuration, counters: counters, onFatalError: onFatalError)
     }
 
     deinit {
-        lengths.deallocate()
         wakeup.close()
     }
 
-    /// Starts the reader, the workers and the receiver, each on its own Dispatch queue.
+    /// Starts each lane's sender and receiver, each on its own Dispatch queue.
     public func start() {
         guard !started.exchange(true, ordering: .sequentiallyConsistent) else { return }
-        // Each thread is built on its own queue from the parts it uses, and owns its batch and scratch.
-        for index in 0..<configuration.workers {
-            DispatchQueue(label: "weft.worker.\(index)").async(group: threads) {
+        // Each thread is built on its own queue from the parts it uses, and owns its slots and scratch.
+        for (index, lane) in lanes.enumerated() {
+            DispatchQueue(label: "weft.sender.\(index)").async(group: threads) {
                 OutboundWorker(
-                    queue: self.queues[index], doorbell: self.doorbells[index], pool: self.pool, lengths: self.lengths,
-                    tunnel: self.tunnel, transport: self.transport, routes: self.routes,
+                    pool: self.pool, tunnel: lane.tunnel, transport: lane.transport, wakeup: self.wakeup, routes: self.routes,
+                    configuration: self.configuration, shard: self.counters.makeShard(), lifecycle: self.lifecycle
+                ).run()
+            }
+            DispatchQueue(label: "weft.receiver.\(index)").async(group: threads) {
+                InboundReceiver(
+                    pool: self.pool, tunnel: lane.tunnel, transport: lane.transport, routes: self.routes,
                     configuration: self.configuration, shard: self.counters.makeShard(), lifecycle: self.lifecycle
                 ).run()
             }
         }
-        DispatchQueue(label: "weft.tun-reader").async(group: threads) { self.runTunReader() }
-        DispatchQueue(label: "weft.receiver").async(group: threads) {
-            InboundReceiver(
-                pool: self.pool, tunnel: self.tunnel, transport: self.transport, routes: self.routes,
-                configuration: self.configuration, shard: self.counters.makeShard(), lifecycle: self.lifecycle
-            ).run()
-        }
     }
 
-    /// Stops every thread and waits for them; packets still queued are sent first.
+    /// Stops every thread and waits for them; packets already read are sent first.
     public func stop() {
         guard lifecycle.beginStopping() else { return }
         wakeup.signal()
-        transport.shutdown()
-        for doorbell in doorbells { doorbell.ring() }
+        for lane in lanes { lane.transport.shutdown() }
         threads.wait()
-    }
-
-    // MARK: TUN reader
-
-    private func runTunReader() {
-        let shard = counters.makeShard()
-        let workers = configuration.workers
-        var rang = [Bool](repeating: false, count: workers)  // once, not per packet
-        while !lifecycle.isStopping {
-            var burst = 0
-            var drained = false
-            while burst < configuration.batchSize {
-                guard let slot = pool.allocate() else {
-                    // Cannot happen with the pool sized by slotCount; keep the TUN moving anyway.
-                    drained = !discardOnePacket(shard)
-                    break
-                }
-                let length: Int?
-                do {
-                    length = try tunnel.read(into: pool.buffer(slot))
-                } catch {
-                    pool.release(slot)
-                    lifecycle.fail("TUN read failed: \(error)")
-                    return
-                }
-                guard let length else {
-                    pool.release(slot)
-                    drained = true
-                    break
-                }
-                burst += 1
-                lengths[Int(slot)] = Int32(truncatingIfNeeded: length)
-                let worker = workerIndex(for: pool.buffer(slot), length: length)
-                if queues[worker].push(slot) {
-                    rang[worker] = true
-                } else {
-                    pool.release(slot)
-                    shard.countDrop(.tunToUDP, .queueFull)
-                }
-            }
-            for worker in 0..<workers where rang[worker] {
-                doorbells[worker].ring()
-                rang[worker] = false
-            }
-            guard drained else { continue }
-            do {
-                _ = try tunnel.waitReadable(orWakeup: wakeup)
-            } catch {
-                lifecycle.fail("waiting for the TUN failed: \(error)")
-                return
-            }
-        }
-    }
-
-    /// Reads one packet into a throwaway buffer and counts it; false when none was waiting.
-    private func discardOnePacket(_ shard: CounterShard) -> Bool {
-        withUnsafeTemporaryAllocation(byteCount: configuration.slotSize, alignment: 64) { scratch in
-            guard (try? tunnel.read(into: scratch)) != nil else { return false }
-            shard.countDrop(.tunToUDP, .poolExhausted)
-            return true
-        }
-    }
-
-    /// One flow (source and destination pair) always goes to the same worker, so packets of a
-    /// TCP connection are never reordered between workers.
-    private func workerIndex(for buffer: UnsafeMutableRawBufferPointer, length: Int) -> Int {
-        let workers = configuration.workers
-        let addressOffset = tunnel.vnetHeaderSize + 12
-        guard workers > 1, length >= addressOffset + 8 else { return 0 }
-        let addresses = buffer.loadUnaligned(fromByteOffset: addressOffset, as: UInt64.self)
-        var hash = addresses &* 0x9E37_79B9_7F4A_7C15
-        hash ^= hash >> 32
-        return Int(hash % UInt64(workers))
     }
 
     /// Keeps a worker's view of the routes current: one atomic load per batch, a fetch only when

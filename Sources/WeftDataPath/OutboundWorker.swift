@@ -2,20 +2,19 @@ import Glibc
 import WeftCore
 import WeftLinux
 
-/// One worker thread: takes slots from its queue, decides each packet's fate and sends the
-/// batch with one sendmmsg.
+/// A lane's sending thread: reads its TUN queue into its own slots, decides each packet's fate
+/// and sends the batch with one sendmmsg, then reads again. While a send blocks nothing is read,
+/// so a sender that outpaces the underlay waits in the kernel's queues instead of losing packets
+/// in Weft.
 ///
 /// A TSO super-packet from a TUN with offloads is cut into flannel-sized packets here: each gets
 /// a header built in `headers`, its payload stays where the kernel put it, and the whole run
 /// leaves as one UDP_SEGMENT send (kernel or veth segments it into one datagram per packet).
 final class OutboundWorker {
-    private let queue: SPSCIndexRing
-    private let doorbell: Doorbell
     private let pool: PacketPool
-    /// Bytes in each slot, written by the TUN reader before it queues the slot.
-    private let lengths: UnsafeMutablePointer<Int32>
     private let tunnel: any PacketTunnel
     private let transport: any DatagramTransport
+    private let wakeup: EventFD
     private let lifecycle: DataPathLifecycle
     private let shard: CounterShard
     private let policy: ForwardingPolicy
@@ -34,8 +33,9 @@ final class OutboundWorker {
     private static let maxGSOBytes = ForwardingPolicy.largestPathMTU
 
     private let batch: DatagramBatch
-    /// Slots whose bytes the pending batch points into; released once it is sent.
-    private var pendingSlots: [PacketPool.Slot]
+    /// The slots this thread reads into, one per packet of a burst; the batch points into them
+    /// until it is sent, and the next burst reads into them only after that.
+    private var slots: [PacketPool.Slot] = []
     private var pendingEntries = 0
     private var pendingPackets = 0
     private var pendingBytes = 0
@@ -46,16 +46,13 @@ final class OutboundWorker {
     private var usedVectors = 0
 
     init(
-        queue: SPSCIndexRing, doorbell: Doorbell, pool: PacketPool, lengths: UnsafeMutablePointer<Int32>,
-        tunnel: any PacketTunnel, transport: any DatagramTransport, routes: RouteTableStore,
-        configuration: ForwarderConfiguration, shard: CounterShard, lifecycle: DataPathLifecycle
+        pool: PacketPool, tunnel: any PacketTunnel, transport: any DatagramTransport, wakeup: EventFD,
+        routes: RouteTableStore, configuration: ForwarderConfiguration, shard: CounterShard, lifecycle: DataPathLifecycle
     ) {
-        self.queue = queue
-        self.doorbell = doorbell
         self.pool = pool
-        self.lengths = lengths
         self.tunnel = tunnel
         self.transport = transport
+        self.wakeup = wakeup
         self.lifecycle = lifecycle
         self.shard = shard
         policy = configuration.policy
@@ -66,43 +63,60 @@ final class OutboundWorker {
         segmentsPerSend = configuration.offload.sendsSegmentRuns ? 64 : 1
         self.routes = Forwarder.RouteSnapshot(routes)
         batch = DatagramBatch(capacity: configuration.batchSize)
-        pendingSlots = []
-        pendingSlots.reserveCapacity(configuration.batchSize)
         headers = .allocate(byteCount: Self.segmentCapacity * Self.headerStride, alignment: 64)
         segments = .allocate(capacity: Self.segmentCapacity)
         vectors = .allocate(capacity: 2 * Self.segmentCapacity)
     }
 
     deinit {
+        for slot in slots { pool.release(slot) }
         headers.deallocate()
         segments.deallocate()
         vectors.deallocate()
     }
 
     func run() {
-        while true {
+        for _ in 0..<batchSize {
+            guard let slot = pool.allocate() else {
+                lifecycle.fail("packet pool too small for the sender")
+                return
+            }
+            slots.append(slot)
+        }
+        while !lifecycle.isStopping {
             routes.refresh()
-            var popped = 0
-            while popped < batchSize, let slot = queue.pop() {
-                popped += 1
-                if !handle(slot) { return }
+            var drained = false
+            for slot in slots {
+                let buffer = pool.buffer(slot)
+                let length: Int?
+                do {
+                    length = try tunnel.read(into: buffer)
+                } catch {
+                    flush()
+                    lifecycle.fail("TUN read failed: \(error)")
+                    return
+                }
+                guard let length else {
+                    drained = true
+                    break
+                }
+                if !handle(buffer, length: length) { return }
             }
-            if popped > 0 {
-                if !flush() { return }
-                continue
+            if !flush() { return }
+            guard drained else { continue }
+            do {
+                _ = try tunnel.waitReadable(orWakeup: wakeup)
+            } catch {
+                lifecycle.fail("waiting for the TUN failed: \(error)")
+                return
             }
-            if lifecycle.isStopping && queue.isEmpty { return }
-            doorbell.sleep(unless: { !queue.isEmpty || lifecycle.isStopping })
         }
     }
 
-    /// Decides one slot's packet; false when the socket failed for good.
-    private func handle(_ slot: PacketPool.Slot) -> Bool {
-        let buffer = pool.buffer(slot)
-        let length = Int(lengths[Int(slot)])
+    /// Decides one packet; false when the socket failed for good.
+    private func handle(_ buffer: UnsafeMutableRawBufferPointer, length: Int) -> Bool {
         guard length > vnetHeaderSize else {
             shard.countDrop(.tunToUDP, .tooShort)
-            pool.release(slot)
             return true
         }
         let packet = UnsafeMutableRawBufferPointer(rebasing: buffer[vnetHeaderSize..<length])
@@ -115,20 +129,18 @@ final class OutboundWorker {
             if virtio.flags & VirtioNetHeader.needsChecksum != 0,
                !OffloadChecksum.complete(packet, start: Int(virtio.checksumStart), offset: Int(virtio.checksumOffset)) {
                 shard.countDrop(.tunToUDP, .badOffload)
-                pool.release(slot)
                 return true
             }
-            return forwardPacket(packet, slot: slot)
+            return forwardPacket(packet, in: buffer)
         }
         guard gso == VirtioNetHeader.gsoTCPv4, virtio.gsoSize > 0 else {
             shard.countDrop(.tunToUDP, .badOffload)
-            pool.release(slot)
             return true
         }
-        return forwardSuperPacket(packet, gsoSize: Int(virtio.gsoSize), slot: slot)
+        return forwardSuperPacket(packet, gsoSize: Int(virtio.gsoSize), in: buffer)
     }
 
-    private func forwardPacket(_ packet: UnsafeMutableRawBufferPointer, slot: PacketPool.Slot) -> Bool {
+    private func forwardPacket(_ packet: UnsafeMutableRawBufferPointer, in buffer: UnsafeMutableRawBufferPointer) -> Bool {
         switch policy.outbound(packet, routes: routes.table) {
         case .sendToPeer(let peer):
             if pendingEntries == batch.capacity, !flush() { return false }
@@ -136,18 +148,16 @@ final class OutboundWorker {
             pendingEntries += 1
             pendingPackets += 1
             pendingBytes += packet.count
-            pendingSlots.append(slot)
         case .drop(let reason, let reply):
-            drop(packet, slot: slot, reason: reason, reply: reply)
+            drop(packet, in: buffer, reason: reason, reply: reply)
         }
         return true
     }
 
-    private func forwardSuperPacket(_ packet: UnsafeMutableRawBufferPointer, gsoSize: Int, slot: PacketPool.Slot) -> Bool {
+    private func forwardSuperPacket(_ packet: UnsafeMutableRawBufferPointer, gsoSize: Int, in buffer: UnsafeMutableRawBufferPointer) -> Bool {
         let bytes = UnsafeRawBufferPointer(packet)
         guard let headerLength = TCPHeaders.length(bytes) else {
             shard.countDrop(.tunToUDP, .badOffload)
-            pool.release(slot)
             return true
         }
         let peer: IPv4Address
@@ -155,7 +165,7 @@ final class OutboundWorker {
         case .sendToPeer(let nextHop):
             peer = nextHop
         case .drop(let reason, let reply):
-            drop(packet, slot: slot, reason: reason, reply: reply)
+            drop(packet, in: buffer, reason: reason, reply: reply)
             return true
         }
         // The headers of this super-packet must fit beside the batch's others.
@@ -166,7 +176,6 @@ final class OutboundWorker {
         }
         guard let cut else {
             shard.countDrop(.tunToUDP, .badOffload)
-            pool.release(slot)
             return true
         }
         // One UDP_SEGMENT send per run of packets, each packet one header and one payload vector.
@@ -179,7 +188,7 @@ final class OutboundWorker {
             let packetSize = segments[first].headerLength + segments[first].payloadLength
             let runEnd = min(end, first + max(1, min(segmentsPerSend, Self.maxGSOBytes / packetSize)))
             if pendingEntries == batch.capacity {
-                // Flushing would release this slot's siblings only; ours joins the next batch.
+                // The runs cut so far leave; the rest of this super-packet joins the next batch.
                 if !flush(keepingSegments: true) { return false }
             }
             let runVectors = vectors + usedVectors
@@ -199,7 +208,6 @@ final class OutboundWorker {
             pendingBytes += runBytes
             first = runEnd
         }
-        pendingSlots.append(slot)
         return true
     }
 
@@ -220,17 +228,15 @@ final class OutboundWorker {
         return usedSegments..<(usedSegments + count)
     }
 
-    private func drop(_ packet: UnsafeMutableRawBufferPointer, slot: PacketPool.Slot, reason: DropReason, reply: ICMPMessage?) {
+    private func drop(_ packet: UnsafeMutableRawBufferPointer, in buffer: UnsafeMutableRawBufferPointer, reason: DropReason, reply: ICMPMessage?) {
         shard.countDrop(.tunToUDP, reason)
         if let reply, limiter.allow() {
-            answerIntoTunnel(reply, about: packet, slot: slot)
+            answerIntoTunnel(reply, about: packet, in: buffer)
         }
-        pool.release(slot)
     }
 
     /// ICMP errors about packets from local pods go back into the TUN, built in the same slot.
-    private func answerIntoTunnel(_ message: ICMPMessage, about packet: UnsafeMutableRawBufferPointer, slot: PacketPool.Slot) {
-        let buffer = pool.buffer(slot)
+    private func answerIntoTunnel(_ message: ICMPMessage, about packet: UnsafeMutableRawBufferPointer, in buffer: UnsafeMutableRawBufferPointer) {
         let icmp = UnsafeMutableRawBufferPointer(rebasing: buffer[vnetHeaderSize...])
         let length = ICMPBuilder.build(message, about: UnsafeRawBufferPointer(packet), from: icmpSource, into: icmp)
         if vnetHeaderSize > 0 {
@@ -247,7 +253,8 @@ final class OutboundWorker {
         }
     }
 
-    /// Sends the pending batch and releases its slots; false when the socket failed for good.
+    /// Sends the pending batch, which frees its slots for the next burst; false when the socket
+    /// failed for good.
     /// `keepingSegments` leaves the scratch in use because a super-packet is half-way queued.
     @discardableResult
     private func flush(keepingSegments: Bool = false) -> Bool {
@@ -256,7 +263,7 @@ final class OutboundWorker {
         do {
             result = try transport.send(batch, count: pendingEntries)
         } catch {
-            releasePending()
+            clearPending()
             lifecycle.fail("UDP send failed: \(error)")
             return false
         }
@@ -270,7 +277,7 @@ final class OutboundWorker {
             // now on one datagram per packet; TCP resends what this batch lost.
             if segmentsPerSend > 1, transport.segmentationOffloadFailed { segmentsPerSend = 1 }
         }
-        releasePending()
+        clearPending()
         if !keepingSegments {
             usedSegments = 0
             usedVectors = 0
@@ -278,9 +285,7 @@ final class OutboundWorker {
         return true
     }
 
-    private func releasePending() {
-        for slot in pendingSlots { pool.release(slot) }
-        pendingSlots.removeAll(keepingCapacity: true)
+    private func clearPending() {
         pendingEntries = 0
         pendingPackets = 0
         pendingBytes = 0

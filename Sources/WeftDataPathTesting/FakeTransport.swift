@@ -243,6 +243,9 @@ public final class FakeTransport: DatagramTransport, @unchecked Sendable {
         }
     }
 
+    /// Whether `shutdown()` was called: a test can wait for a stop to have begun.
+    public var wasShutDown: Bool { isShutDown.load(ordering: .acquiring) }
+
     public func shutdown() {
         isShutDown.store(true, ordering: .releasing)
         shutdownEvent.signal()

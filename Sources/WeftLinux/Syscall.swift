@@ -169,6 +169,12 @@ enum Syscall {
         }
     }
 
+    /// SO_ATTACH_REUSEPORT_CBPF with Weft's inner-address program (see the C shim).
+    @inline(never)
+    static func attachReusePortInnerHash(_ fd: Int32, groupSize: UInt32, _ what: @autoclosure () -> String) throws(SystemError) {
+        _ = try retrying("SO_ATTACH_REUSEPORT_CBPF \(what())") { CWeftLinux_attach_reuseport_inner_hash(fd, groupSize) }
+    }
+
     @inline(never)
     static func getsockopt<V: FixedWidthInteger>(_ fd: Int32, _ level: Int32, _ name: Int32,
                                                  _ what: @autoclosure () -> String) throws(SystemError) -> V {

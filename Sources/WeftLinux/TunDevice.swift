@@ -2,7 +2,7 @@ import CWeftLinux
 import Glibc
 import Synchronization
 
-/// A layer-3 TUN device (`IFF_TUN | IFF_NO_PI`, single queue, not persistent), as flannel's udp
+/// A layer-3 TUN device, or one queue of it (`IFF_TUN | IFF_NO_PI`, not persistent), as flannel's udp
 /// backend creates flannel0. The descriptor is non-blocking and close-on-exec: wait for it with
 /// `Poll.waitReadable`. Closing it removes the device and every route through it.
 ///
@@ -51,6 +51,30 @@ public final class TunDevice: @unchecked Sendable {
     /// Errors: as `open(name:)`, plus "TUNSETVNETHDRSZ <name>" and "TUNSETOFFLOAD <name>" (a
     /// kernel refusing the offloads is an error, never silently ignored).
     public static func open(name: String, offloads: Bool) throws(SystemError) -> TunDevice {
+        try open(name: name, offloads: offloads, multiQueue: false)
+    }
+
+    /// `count` queues of one TUN device, each its own descriptor (`IFF_MULTI_QUEUE`): the kernel
+    /// hands each transmitted packet to one queue by a hash of its flow, so a thread per queue
+    /// reads its share and one flow stays on one queue; a packet may be written to any queue.
+    /// With `count` 1 it is the single-queue device of `open(name:offloads:)`, which is what
+    /// flanneld creates. The device goes when the last queue is closed.
+    ///
+    /// Errors: as `open(name:offloads:)`; a single-queue device of that name that already exists
+    /// refuses more queues with EINVAL.
+    public static func openQueues(name: String, offloads: Bool, count: Int) throws(SystemError) -> [TunDevice] {
+        precondition(count >= 1, "a TUN needs at least one queue")
+        guard count > 1 else { return [try open(name: name, offloads: offloads)] }
+        let first = try open(name: name, offloads: offloads, multiQueue: true)
+        var queues = [first]
+        for _ in 1..<count {
+            // By the kernel's name, so a "flannel%d" pattern cannot create a second device.
+            queues.append(try open(name: first.name, offloads: offloads, multiQueue: true))
+        }
+        return queues
+    }
+
+    private static func open(name: String, offloads: Bool, multiQueue: Bool) throws(SystemError) -> TunDevice {
         guard name.utf8.count < Int(CWeftLinux_IFNAMSIZ), !name.utf8.contains(0) else {
             throw SystemError(errno: ENAMETOOLONG, operation: "TUNSETIFF \(name)")
         }
@@ -58,6 +82,7 @@ public final class TunDevice: @unchecked Sendable {
         do throws(SystemError) {
             var flags = CWeftLinux_IFF_TUN | CWeftLinux_IFF_NO_PI
             if offloads { flags |= CWeftLinux_IFF_VNET_HDR }
+            if multiQueue { flags |= CWeftLinux_IFF_MULTI_QUEUE }
             let actual = try Syscall.tunSetInterface(fd, name: name, flags: flags)
             if offloads {
                 try Syscall.tunSetVnetHeaderSize(fd, Int32(offloadVnetHeaderSize), actual)

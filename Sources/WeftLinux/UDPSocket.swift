@@ -45,7 +45,10 @@ public final class UDPSocket: @unchecked Sendable {
     /// interface address, never 0.0.0.0. Raises SO_RCVBUF/SO_SNDBUF to 4 MiB (the *FORCE variants
     /// first, which ignore rmem_max/wmem_max as root; the plain ones, capped by the sysctl, when
     /// not permitted). Blocking, close-on-exec.
-    public init(bindTo address: IPv4Address, port: UInt16) throws(SystemError) {
+    ///
+    /// With `reusePort` the socket joins the SO_REUSEPORT group of address:port (set before the
+    /// bind, as the kernel requires): see `openGroup` for what the group is for.
+    public init(bindTo address: IPv4Address, port: UInt16, reusePort: Bool = false) throws(SystemError) {
         let description = "\(address):\(port)"
         let fd = try Syscall.socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0,
                                     "udp \(description)")
@@ -56,6 +59,9 @@ public final class UDPSocket: @unchecked Sendable {
                 } catch {
                     try Syscall.setsockopt(fd, SOL_SOCKET, plain, UDPSocket.bufferSize, name)
                 }
+            }
+            if reusePort {
+                try Syscall.setsockopt(fd, SOL_SOCKET, CWeftLinux_SO_REUSEPORT, Int32(1), "SO_REUSEPORT udp \(description)")
             }
             var socketAddress = sockaddr_in(address, port: port)
             try withUnsafePointer(to: &socketAddress) { pointer throws(SystemError) in
@@ -69,6 +75,28 @@ public final class UDPSocket: @unchecked Sendable {
         }
         descriptor = SocketDescriptor(fd)
         localDescription = description
+    }
+
+    /// `count` sockets bound to the same address:port in one SO_REUSEPORT group, among which the
+    /// kernel picks the receiving socket of every datagram by its inner IPv4 addresses (a classic
+    /// BPF program over the flannel payload): all traffic between two nodes shares one outer
+    /// 4-tuple, so the kernel's own hash would send it all to one socket. One inner flow always
+    /// reaches the same socket, so a thread per socket keeps each flow's order. With `count` 1 it
+    /// is one plain socket.
+    ///
+    /// Port 0 is not allowed for a group (each socket would get its own port). Errors: as
+    /// `init(bindTo:port:)`, plus "SO_REUSEPORT" and "SO_ATTACH_REUSEPORT_CBPF" (Linux < 4.5).
+    public static func openGroup(bindTo address: IPv4Address, port: UInt16, count: Int) throws(SystemError) -> [UDPSocket] {
+        precondition(count >= 1, "a socket group needs at least one socket")
+        guard count > 1 else { return [try UDPSocket(bindTo: address, port: port)] }
+        precondition(port != 0, "a socket group needs a fixed port")
+        var sockets: [UDPSocket] = []
+        for _ in 0..<count {
+            sockets.append(try UDPSocket(bindTo: address, port: port, reusePort: true))
+        }
+        // The program belongs to the group; attaching it through one member is enough.
+        try Syscall.attachReusePortInnerHash(sockets[0].fileDescriptor, groupSize: UInt32(count), "udp \(sockets[0].localDescription)")
+        return sockets
     }
 
     /// setsockopt SOL_UDP/UDP_GRO 1 (Linux ≥ 5.0): the kernel may then coalesce consecutive

@@ -62,8 +62,9 @@ final class Node: @unchecked Sendable {
     private let settings: RunSettings
     private let assignment: Assignment
     private let logger: Logger
-    private let tun: TunDevice
-    private let socket: UDPSocket
+    /// flannel0's queues and the socket group: one of each per worker.
+    private let tunQueues: [TunDevice]
+    private let sockets: [UDPSocket]
     private let routes: RouteTableStore
     private let forwarder: Forwarder
     /// Signalled by SIGINT/SIGTERM, a lost lease and a data-path failure.
@@ -78,12 +79,12 @@ final class Node: @unchecked Sendable {
         let message = Mutex<String?>(nil)
     }
 
-    private init(settings: RunSettings, assignment: Assignment, logger: Logger, tun: TunDevice, socket: UDPSocket, routes: RouteTableStore, forwarder: Forwarder, stopRequest: DispatchSemaphore, failure: Failure) {
+    private init(settings: RunSettings, assignment: Assignment, logger: Logger, tunQueues: [TunDevice], sockets: [UDPSocket], routes: RouteTableStore, forwarder: Forwarder, stopRequest: DispatchSemaphore, failure: Failure) {
         self.settings = settings
         self.assignment = assignment
         self.logger = logger
-        self.tun = tun
-        self.socket = socket
+        self.tunQueues = tunQueues
+        self.sockets = sockets
         self.routes = routes
         self.forwarder = forwarder
         self.stopRequest = stopRequest
@@ -131,23 +132,24 @@ final class Node: @unchecked Sendable {
         let port = source.port
 
         // Bound to the interface's address, never 0.0.0.0 (flannel #398), so datagrams leave with
-        // source port = destination port.
-        let socket: UDPSocket
+        // source port = destination port. One socket and one TUN queue per worker, so every
+        // worker sends and receives (see Forwarder).
+        let sockets: [UDPSocket]
         do {
-            socket = try UDPSocket(bindTo: bindAddress, port: port)
+            sockets = try UDPSocket.openGroup(bindTo: bindAddress, port: port, count: settings.workers)
         } catch {
             throw RunError("cannot bind UDP \(bindAddress):\(port): \(error)\(error.errno == EADDRINUSE ? " (is another weft or flanneld running on this node?)" : "")")
         }
-        let tun: TunDevice
+        let tunQueues: [TunDevice]
         do {
-            tun = try TunDevice.open(name: settings.tunName, offloads: settings.offloads)
+            tunQueues = try TunDevice.openQueues(name: settings.tunName, offloads: settings.offloads, count: settings.workers)
         } catch {
             throw RunError("cannot create TUN \(settings.tunName): \(error) (\(tunOpenHint(error, name: settings.tunName)))")
         }
         var offload = Offload.off
         if settings.offloads {
             do {
-                try socket.enableGRO()
+                for socket in sockets { try socket.enableGRO() }
                 offload = UDPSocket.supportsGSO ? .superPacketsAndSegmentedSends : .superPackets
             } catch {
                 throw RunError("cannot enable UDP GRO on \(bindAddress):\(port): \(error) (try --no-offload)")
@@ -155,7 +157,7 @@ final class Node: @unchecked Sendable {
         }
         let assignment = try await source.assign(logger: logger)
         do {
-            return try finishStart(settings, assignment: assignment, logger: logger, tun: tun, socket: socket,
+            return try finishStart(settings, assignment: assignment, logger: logger, tunQueues: tunQueues, sockets: sockets,
                                    offload: offload, underlayMTU: underlay.mtu, pathMTU: pathMTU,
                                    description: "via \(ifaceName) \(bindAddress):\(port); public ip \(publicIP)")
         } catch {
@@ -172,9 +174,10 @@ final class Node: @unchecked Sendable {
 
     /// The steps after the lease: flannel0's address and route, the threads, subnet.env, signals.
     private static func finishStart(
-        _ settings: RunSettings, assignment: Assignment, logger: Logger, tun: TunDevice, socket: UDPSocket,
+        _ settings: RunSettings, assignment: Assignment, logger: Logger, tunQueues: [TunDevice], sockets: [UDPSocket],
         offload: Offload, underlayMTU: Int, pathMTU: Int, description: String
     ) throws -> Node {
+        let tun = tunQueues[0]
         do {
             try OverlayDevice.configure(tun, network: assignment.network, subnet: assignment.subnet, underlayMTU: underlayMTU)
         } catch {
@@ -187,9 +190,8 @@ final class Node: @unchecked Sendable {
         let forwarder: Forwarder
         do {
             forwarder = try Forwarder(
-                tunnel: tun, transport: socket, routes: routes,
-                configuration: ForwarderConfiguration(
-                    policy: policy, port: assignment.port, workers: settings.workers, offload: offload)
+                lanes: zip(tunQueues, sockets).map { DataPathLane(tunnel: $0, transport: $1) }, routes: routes,
+                configuration: ForwarderConfiguration(policy: policy, port: assignment.port, offload: offload)
             ) { message in
                 failure.message.withLock { if $0 == nil { $0 = message } }
                 stopRequest.signal()
@@ -205,7 +207,7 @@ final class Node: @unchecked Sendable {
                 throw RunError("cannot write \(leases.subnetFile): \(error)")
             }
         }
-        let node = Node(settings: settings, assignment: assignment, logger: logger, tun: tun, socket: socket, routes: routes, forwarder: forwarder, stopRequest: stopRequest, failure: failure)
+        let node = Node(settings: settings, assignment: assignment, logger: logger, tunQueues: tunQueues, sockets: sockets, routes: routes, forwarder: forwarder, stopRequest: stopRequest, failure: failure)
         do { try node.installSignalHandlers() } catch { throw RunError("cannot watch for signals: \(error)") }
         forwarder.start()
         node.startLeaseMaintenance()
@@ -365,8 +367,8 @@ final class Node: @unchecked Sendable {
         signals?.cancel()
         maintenance?.cancel()
         forwarder.stop()
-        tun.close()
-        socket.close()
+        for queue in tunQueues { queue.close() }
+        for socket in sockets { socket.close() }
         return forwarder.counters.snapshot()
     }
 }

@@ -17,6 +17,21 @@ import WeftDataPathTesting
         #expect(counters.drops.isEmpty)
     }
 
+    @Test func everyLaneWritesWhatItsSocketReceivesToItsOwnTunQueue() throws {
+        let node = try TestNode(lanes: 2)
+        defer { node.stop() }
+        let perLane = (0..<2).map { lane in
+            (0..<20).map { makeUDPPacket(source: TestNode.podB, destination: TestNode.localPod, payloadLength: 32, seed: 50 * lane + $0) }
+        }
+        for lane in 0..<2 { node.transports[lane].inject(perLane[lane].map { InjectedDatagram($0, from: TestNode.peerB) }) }
+        for lane in 0..<2 {
+            expectSamePackets(node.tunnels[lane].waitForWritten(20), perLane[lane].map(decrementedTTL), "lane \(lane)")
+        }
+        let counters = node.waitForCounters { $0.forwarded(.udpToTun) == 40 }
+        #expect(counters.forwarded(.udpToTun) == 40)
+        #expect(counters.drops.isEmpty)
+    }
+
     @Test func everyRefusedDatagramLandsInItsOwnCounter() throws {
         let node = try TestNode()
         defer { node.stop() }

@@ -16,27 +16,30 @@ final class TestNode: Sendable {
     static let podC = IPv4Address(10, 244, 3, 9)
     static let port: UInt16 = 8285
 
-    let tunnel: FakeTunnel
-    let transport: FakeTransport
+    /// Lane i reads and writes `tunnels[i]` and sends and receives on `transports[i]`.
+    let tunnels: [FakeTunnel]
+    let transports: [FakeTransport]
+    /// Lane 0's devices, all there is with one lane.
+    var tunnel: FakeTunnel { tunnels[0] }
+    var transport: FakeTransport { transports[0] }
     let forwarder: Forwarder
     private let fatalErrors = MessageLog()
 
     /// With super-packets the TUN has a virtio-net header and slots hold 64 KiB, as `weft run`
     /// does by default; `.superPacketsAndSegmentedSends` also lets the workers send UDP_SEGMENT runs.
-    init(workers: Int = 1, offload: Offload = .off, pathMTU: Int = 1472,
-         batchSize: Int = 64, queueCapacity: Int? = nil) throws {
-        tunnel = try FakeTunnel(vnetHeaderSize: offload.usesSuperPackets ? VirtioNetHeader.size : 0)
-        transport = try FakeTransport()
+    init(lanes: Int = 1, offload: Offload = .off, pathMTU: Int = 1472, batchSize: Int = 64) throws {
+        tunnels = try (0..<lanes).map { _ in try FakeTunnel(vnetHeaderSize: offload.usesSuperPackets ? VirtioNetHeader.size : 0) }
+        transports = try (0..<lanes).map { _ in try FakeTransport() }
         let routes = RouteTableStore(RouteTable([
             Route(subnet: IPv4Prefix("10.244.2.0/24")!, nextHop: Self.peerB),
             Route(subnet: IPv4Prefix("10.244.3.0/24")!, nextHop: Self.peerC),
         ]))
         let configuration = ForwarderConfiguration(
             policy: ForwardingPolicy(localSubnet: Self.localSubnet, pathMTU: pathMTU), port: Self.port,
-            workers: workers, offload: offload,
-            batchSize: batchSize, queueCapacity: queueCapacity)
+            offload: offload, batchSize: batchSize)
         let errors = fatalErrors
-        forwarder = try Forwarder(tunnel: tunnel, transport: transport, routes: routes, configuration: configuration,
+        forwarder = try Forwarder(lanes: zip(tunnels, transports).map { DataPathLane(tunnel: $0, transport: $1) },
+                                  routes: routes, configuration: configuration,
                                   onFatalError: { message in errors.append(message) })
         forwarder.start()
     }

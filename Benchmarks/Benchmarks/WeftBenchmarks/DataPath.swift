@@ -5,8 +5,8 @@ import WeftDataPath
 import WeftDataPathTesting
 import WeftLinux
 
-/// The real `Forwarder` (TUN reader, workers, receiver, on their own threads) over a fake TUN and
-/// a fake UDP socket. Node 10.244.1.0/24 at 198.18.0.1 with 16 peers, 10.244.2.0/24 ...
+/// The real `Forwarder` (each lane's sender and receiver on their own threads) over fake TUN
+/// queues and fake UDP sockets, one of each per lane. Node 10.244.1.0/24 at 198.18.0.1 with 16 peers, 10.244.2.0/24 ...
 /// 10.244.17.0/24 at 198.18.0.2 ... 198.18.0.17, all on port 8285.
 ///
 /// Outbound, the fake TUN hands out 92-byte IPv4/UDP packets (64-byte payload, as the lab's pps
@@ -28,13 +28,13 @@ final class DataPathFixture: @unchecked Sendable {
     let completion: Completion
     /// Packets (or super-packets) offered at a time.
     let burst: Int
-    let tunnel: FakeTunnel
-    let transport: FakeTransport
+    let tunnels: [FakeTunnel]
+    let transports: [FakeTransport]
     let forwarder: Forwarder
     /// Inner packets in one packet the fake TUN hands out.
     let packetsPerRead: Int
 
-    init(workers: Int, burst: Int, offloads: Bool = false) throws {
+    init(lanes: Int, burst: Int, offloads: Bool = false) throws {
         self.burst = burst
         let completion = Completion(burst: burst)
         self.completion = completion
@@ -71,16 +71,21 @@ final class DataPathFixture: @unchecked Sendable {
                 payloadLength: 64)
         }
         let senders = (0..<Self.flows).map { IPv4Address(198, 18, 0, peers[$0 % peers.count]) }
-        tunnel = try FakeTunnel(repeating: outbound, vnetHeaderSize: offloads ? VirtioNetHeader.size : 0, completion: completion)
-        transport = try FakeTransport(repeating: inbound, senders: senders, port: Self.port, completion: completion)
+        tunnels = try (0..<lanes).map { _ in
+            try FakeTunnel(repeating: outbound, vnetHeaderSize: offloads ? VirtioNetHeader.size : 0, completion: completion)
+        }
+        transports = try (0..<lanes).map { _ in
+            try FakeTransport(repeating: inbound, senders: senders, port: Self.port, completion: completion)
+        }
         let routes = RouteTableStore(RouteTable(peers.map {
             Route(subnet: IPv4Prefix(address: IPv4Address(10, 244, $0, 0), length: 24), nextHop: IPv4Address(198, 18, 0, $0))
         }))
         let policy = ForwardingPolicy(localSubnet: IPv4Prefix("10.244.1.0/24")!, pathMTU: 1472)
         let configuration = ForwarderConfiguration(
-            policy: policy, port: Self.port, workers: workers, offload: offloads ? .superPacketsAndSegmentedSends : .off)
+            policy: policy, port: Self.port, offload: offloads ? .superPacketsAndSegmentedSends : .off)
         forwarder = try Forwarder(
-            tunnel: tunnel, transport: transport, routes: routes, configuration: configuration,
+            lanes: zip(tunnels, transports).map { DataPathLane(tunnel: $0, transport: $1) },
+            routes: routes, configuration: configuration,
             onFatalError: { message in fatalError("data path failed: \(message)") })
         forwarder.start()
     }
@@ -93,9 +98,15 @@ final class DataPathFixture: @unchecked Sendable {
     /// super-packet (its 44 segments fit one UDP_SEGMENT entry).
     func run(bursts: Int, outbound: Int, inbound: Int) {
         precondition(outbound + inbound == burst, "bursts must match the completion's")
+        // Each lane gets its share, as the kernel spreads flows over TUN queues and sockets.
+        let lanes = tunnels.count
         func offer() {
-            if outbound > 0 { tunnel.offer.add(outbound) }
-            if inbound > 0 { transport.offer.add(inbound) }
+            for lane in 0..<lanes {
+                let out = share(outbound, lane: lane, of: lanes)
+                let into = share(inbound, lane: lane, of: lanes)
+                if out > 0 { tunnels[lane].offer.add(out) }
+                if into > 0 { transports[lane].offer.add(into) }
+            }
         }
         for _ in 0..<min(2, bursts) { offer() }
         for index in 0..<bursts {
@@ -126,35 +137,38 @@ final class DataPathFixture: @unchecked Sendable {
     func stop() {
         forwarder.stop()
     }
+
+    /// Lane `lane`'s part of `total` split over `lanes`, the first ones taking the remainder.
+    private func share(_ total: Int, lane: Int, of lanes: Int) -> Int {
+        total / lanes + (lane < total % lanes ? 1 : 0)
+    }
 }
 
 func dataPathBenchmarks() {
-    // A million packets per iteration, in bursts of 500 with two in flight: at most 1000 packets
-    // are inside, which a worker's queue (1024) always holds, so the reader never drops for a
-    // full queue. Iterations of ~0.1 s keep scheduler noise on the shared cores out of the p90
+    // A million packets per iteration, in bursts of 500 with two in flight. Iterations of ~0.1 s keep scheduler noise on the shared cores out of the p90
     // that thresholds check.
     let configuration = configuration(scalingFactor: .mega, warmupIterations: 2, maxDuration: .seconds(3), timeTolerance: threadedTimeTolerance)
     let burst = 500
 
-    let cases: [(name: String, workers: Int, outbound: Int, inbound: Int)] = [
+    let cases: [(name: String, lanes: Int, outbound: Int, inbound: Int)] = [
         ("DataPath-TUN-to-UDP-1-worker", 1, burst, 0),
         ("DataPath-TUN-to-UDP-2-workers", 2, burst, 0),
-        ("DataPath-UDP-to-TUN", 1, 0, burst),
+        ("DataPath-UDP-to-TUN-1-worker", 1, 0, burst),
+        ("DataPath-UDP-to-TUN-2-workers", 2, 0, burst),
         ("DataPath-both-directions-1-worker", 1, burst / 2, burst / 2),
     ]
-    for (name, workers, outbound, inbound) in cases {
+    for (name, lanes, outbound, inbound) in cases {
         dataPathBenchmark(name, configuration: configuration, outbound: outbound, inbound: inbound) {
-            try DataPathFixture(workers: workers, burst: burst)
+            try DataPathFixture(lanes: lanes, burst: burst)
         }
     }
 
     // weft run's default: a TUN with TSO. One iteration is 1000 super-packets of 44 packets
-    // (63 MB of inner packets), in bursts of 50 with two in flight: a worker's queue holds 128
-    // with offloads.
+    // (63 MB of inner packets), in bursts of 50 with two in flight.
     var superPackets = configuration
     superPackets.scalingFactor = .kilo
     dataPathBenchmark("DataPath-TUN-to-UDP-TSO-super-packets-1-worker", configuration: superPackets, outbound: 50, inbound: 0) {
-        try DataPathFixture(workers: 1, burst: 50, offloads: true)
+        try DataPathFixture(lanes: 1, burst: 50, offloads: true)
     }
 }
 

@@ -30,6 +30,10 @@ int CWeftLinux_tun_set_iff(int fd, const char *name, int flags, char *out_name);
 
 extern const int CWeftLinux_IFNAMSIZ;
 
+/// One descriptor per queue of a multiqueue TUN: every queue is opened with TUNSETIFF and this
+/// flag, and the kernel spreads transmitted packets over the queues by flow.
+extern const int CWeftLinux_IFF_MULTI_QUEUE;
+
 // TUN offloads (virtio-net header in front of every packet).
 extern const int CWeftLinux_IFF_VNET_HDR;
 extern const unsigned int CWeftLinux_TUN_F_CSUM;
@@ -70,6 +74,17 @@ struct cmsghdr *CWeftLinux_CMSG_NXTHDR(struct msghdr *msg, struct cmsghdr *cmsg)
 unsigned char *CWeftLinux_CMSG_DATA(struct cmsghdr *cmsg);
 size_t CWeftLinux_CMSG_SPACE(size_t length);
 size_t CWeftLinux_CMSG_LEN(size_t length);
+
+// --- SO_REUSEPORT steering -----------------------------------------------------------------
+
+extern const int CWeftLinux_SO_REUSEPORT;
+
+/// Attaches to a UDP socket's SO_REUSEPORT group a classic BPF program that picks the group's
+/// socket by the inner IPv4 addresses of a flannel datagram (bytes 12..<20 of the UDP payload):
+/// index = ((src ^ dst) * 0x9E3779B1 >> 16) % `group_size`. Packets of one inner flow then always reach
+/// the same socket; a datagram too short for the load selects socket 0. Returns 0, or -1 with
+/// errno set (SO_ATTACH_REUSEPORT_CBPF, Linux >= 4.5).
+int CWeftLinux_attach_reuseport_inner_hash(int fd, unsigned int group_size);
 
 // --- TCP -------------------------------------------------------------------------------------
 
