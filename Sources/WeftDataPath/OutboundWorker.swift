@@ -44,6 +44,20 @@ final class OutboundWorker {
     private var usedSegments = 0
     private let vectors: UnsafeMutablePointer<iovec>
     private var usedVectors = 0
+    /// Consecutive plain packets of one size to one peer, the last entries of the batch: sent as
+    /// one UDP_SEGMENT entry once they add up to more than the path MTU (see `joinRun`).
+    private var openRun: PacketRun?
+
+    private struct PacketRun {
+        var peer: IPv4Address
+        var size: Int
+        /// The run's first entry; while `joined` the run is that one entry.
+        var entry: Int
+        var count: Int
+        /// The run is one UDP_SEGMENT entry whose vectors start at `firstVector`.
+        var joined = false
+        var firstVector = 0
+    }
 
     init(
         pool: PacketPool, tunnel: any PacketTunnel, transport: any DatagramTransport, wakeup: EventFD,
@@ -143,14 +157,74 @@ final class OutboundWorker {
     private func forwardPacket(_ packet: UnsafeMutableRawBufferPointer, in buffer: UnsafeMutableRawBufferPointer) -> Bool {
         switch policy.outbound(packet, routes: routes.table) {
         case .sendToPeer(let peer):
-            if pendingEntries == batch.capacity, !flush() { return false }
-            batch.setSend(pendingEntries, UnsafeRawBufferPointer(packet), to: peer, port: port)
-            pendingEntries += 1
+            if !joinRun(packet, to: peer) {
+                if pendingEntries == batch.capacity, !flush() { return false }
+                batch.setSend(pendingEntries, UnsafeRawBufferPointer(packet), to: peer, port: port)
+                if segmentsPerSend > 1 {
+                    openRun = PacketRun(peer: peer, size: packet.count, entry: pendingEntries, count: 1)
+                }
+                pendingEntries += 1
+            }
             pendingPackets += 1
             pendingBytes += packet.count
         case .drop(let reason, let reply):
             drop(packet, in: buffer, reason: reason, reply: reply)
         }
+        return true
+    }
+
+    /// Adds the packet to the open run when it continues it (same peer, same size, right after
+    /// it), as UDP GSO for traffic the TUN hands over packet by packet (a UDP flood). The run
+    /// stays separate entries until its bytes exceed the path MTU, and only then becomes one
+    /// UDP_SEGMENT entry: a capture judges a datagram longer than the link MTU as a GSO train
+    /// (see FlannelDecoder), so a shorter train would look like packets glued together.
+    private func joinRun(_ packet: UnsafeMutableRawBufferPointer, to peer: IPv4Address) -> Bool {
+        guard var open = openRun, open.peer == peer, open.size == packet.count,
+              open.count < segmentsPerSend, (open.count + 1) * open.size <= Self.maxGSOBytes,
+              open.entry + (open.joined ? 1 : open.count) == pendingEntries
+        else {
+            openRun = nil
+            return false
+        }
+        let vector = iovec(iov_base: packet.baseAddress!, iov_len: packet.count)
+        if open.joined {
+            guard open.firstVector + open.count == usedVectors, usedVectors < 2 * Self.segmentCapacity else {
+                openRun = nil
+                return false
+            }
+            vectors[usedVectors] = vector
+            usedVectors += 1
+        } else {
+            guard (open.count + 1) * open.size > policy.pathMTU else {
+                // Still short of the MTU: one more plain entry, if the batch has room.
+                guard pendingEntries < batch.capacity else {
+                    openRun = nil
+                    return false
+                }
+                batch.setSend(pendingEntries, UnsafeRawBufferPointer(packet), to: peer, port: port)
+                pendingEntries += 1
+                open.count += 1
+                openRun = open
+                return true
+            }
+            guard usedVectors + open.count + 1 <= 2 * Self.segmentCapacity else {
+                openRun = nil
+                return false
+            }
+            // Collapse the run's plain entries into one whose vectors are their buffers.
+            open.firstVector = usedVectors
+            for entry in open.entry..<pendingEntries {
+                vectors[usedVectors] = batch.sendVectors(entry)[0]
+                usedVectors += 1
+            }
+            vectors[usedVectors] = vector
+            usedVectors += 1
+            pendingEntries = open.entry + 1
+            open.joined = true
+        }
+        open.count += 1
+        batch.setSend(open.entry, vectors: vectors + open.firstVector, count: open.count, to: peer, port: port, segmentSize: open.size)
+        openRun = open
         return true
     }
 
@@ -278,6 +352,7 @@ final class OutboundWorker {
             if segmentsPerSend > 1, transport.segmentationOffloadFailed { segmentsPerSend = 1 }
         }
         clearPending()
+        openRun = nil
         if !keepingSegments {
             usedSegments = 0
             usedVectors = 0

@@ -108,3 +108,65 @@ import WeftDataPathTesting
         #expect(counters.forwarded(.tunToUDP) == 1)
     }
 }
+
+/// Plain packets (a UDP flood) of one size to one peer leave as UDP_SEGMENT trains, once a
+/// train is longer than the path MTU, so a capture still tells trains from glued packets.
+@Suite struct PacketRunTests {
+    /// 92-byte IPv4/UDP packets to `destination`, behind empty virtio headers.
+    static func flood(_ count: Int, to destination: IPv4Address, seed: Int = 0) -> [[UInt8]] {
+        (0..<count).map { makeUDPPacket(source: TestNode.localPod, destination: destination, payloadLength: 64, seed: seed + $0) }
+    }
+
+    @Test func equalPacketsToOnePeerLeaveAsOneTrain() throws {
+        let node = try TestNode(offload: .superPacketsAndSegmentedSends)
+        defer { node.stop() }
+        let packets = Self.flood(40, to: TestNode.podB)
+        node.tunnel.inject(packets.map(withVirtioHeader))
+        let datagrams = node.transport.waitForSentDatagrams(40)
+        expectSamePackets(datagrams.map(\.bytes), packets.map(decrementedTTL))
+        let entries = node.transport.sent
+        #expect(entries.count == 1, "one UDP_SEGMENT entry, not \(entries.count)")
+        #expect(entries.first?.segmentSize == 92)
+        #expect(entries.first?.destination == TestNode.peerB)
+        let counters = node.waitForCounters { $0.forwarded(.tunToUDP) == 40 }
+        #expect(counters.bytes[.tunToUDP] == 40 * 92)
+        #expect(counters.drops.isEmpty)
+    }
+
+    @Test func aTrainNoLongerThanThePathMTUStaysSeparateDatagrams() throws {
+        let node = try TestNode(offload: .superPacketsAndSegmentedSends)
+        defer { node.stop() }
+        // 16 × 92 = 1472 bytes: exactly the path MTU, so not a train.
+        let packets = Self.flood(16, to: TestNode.podB)
+        node.tunnel.inject(packets.map(withVirtioHeader))
+        let datagrams = node.transport.waitForSentDatagrams(16)
+        expectSamePackets(datagrams.map(\.bytes), packets.map(decrementedTTL))
+        #expect(node.transport.sent.count == 16)
+        #expect(node.transport.sent.allSatisfy { $0.segmentSize == nil })
+    }
+
+    @Test func anotherPeerOrSizeEndsTheTrain() throws {
+        let node = try TestNode(offload: .superPacketsAndSegmentedSends)
+        defer { node.stop() }
+        let toB = Self.flood(20, to: TestNode.podB)
+        let toC = Self.flood(20, to: TestNode.podC, seed: 100)
+        let longer = makeUDPPacket(source: TestNode.localPod, destination: TestNode.podB, payloadLength: 100)
+        let packets = toB + toC + [longer] + Self.flood(20, to: TestNode.podB, seed: 200)
+        node.tunnel.inject(packets.map(withVirtioHeader))
+        let datagrams = node.transport.waitForSentDatagrams(packets.count)
+        expectSamePackets(datagrams.map(\.bytes), packets.map(decrementedTTL), "in order")
+        let entries = node.transport.sent
+        #expect(entries.map(\.segmentSize) == [92, 92, nil, 92])
+        #expect(entries.map(\.destination) == [TestNode.peerB, TestNode.peerC, TestNode.peerB, TestNode.peerB])
+    }
+
+    @Test func withoutSegmentationOffloadPlainPacketsAreSentOneByOne() throws {
+        let node = try TestNode(offload: .superPackets)
+        defer { node.stop() }
+        let packets = Self.flood(40, to: TestNode.podB)
+        node.tunnel.inject(packets.map(withVirtioHeader))
+        _ = node.transport.waitForSentDatagrams(40)
+        #expect(node.transport.sent.count == 40)
+        #expect(node.transport.sent.allSatisfy { $0.segmentSize == nil })
+    }
+}

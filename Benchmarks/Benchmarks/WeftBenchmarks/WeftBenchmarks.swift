@@ -15,7 +15,7 @@ import Benchmark
 let benchmarks: @Sendable () -> Void = {
     routeLookupBenchmarks()
     packetRuleBenchmarks()
-    queueBenchmarks()
+    packetPoolBenchmarks()
     dataPathBenchmarks()
     registryValueBenchmarks()
 }
