@@ -2,7 +2,7 @@
 public enum DropReason: Int, CaseIterable, Sendable, CustomStringConvertible {
     case tooShort, ipv6, notIPv4, badHeaderLength, badTotalLength, badChecksum, truncated,
          ttlExpired, noRoute, tooBig, unknownPeer, spoofedSource, notLocalDestination,
-         badOffload, sendFailed, tunWriteFailed
+         badOffload, sendFailed, tunWriteFailed, tunQueueFull
 
     /// Kebab-case name used in logs and metrics, e.g. "no-route".
     public var description: String {
@@ -23,6 +23,10 @@ public enum DropReason: Int, CaseIterable, Sendable, CustomStringConvertible {
         case .badOffload: "bad-offload"
         case .sendFailed: "send-failed"
         case .tunWriteFailed: "tun-write-failed"
+        // Counted by the kernel, not by Weft: packets for flannel0 that arrived while the
+        // queue's ring (txqueuelen deep) was full, i.e. a sender faster than Weft (see
+        // `TunDevice.kernelDrops`).
+        case .tunQueueFull: "tun-queue-full"
         }
     }
 }

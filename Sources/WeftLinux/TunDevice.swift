@@ -140,6 +140,16 @@ public final class TunDevice: @unchecked Sendable {
         }
     }
 
+    /// Packets the kernel dropped on their way into the device's queues since it was created
+    /// (`tx_dropped`): the TUN driver detaches each packet from its sending socket and drops it
+    /// when the queue's ring is full, so a sender that outpaces the reader loses packets here,
+    /// never in Weft, and feels no backpressure. nil when the counter cannot be read.
+    public var kernelDrops: Int? {
+        (try? FileContents.read("/sys/class/net/\(name)/statistics/tx_dropped"))
+            .flatMap { $0.split(whereSeparator: \.isWhitespace).first }
+            .flatMap { Int($0) }
+    }
+
     /// Closes the descriptor, which removes the device with its addresses and routes. Idempotent.
     public func close() {
         if closed.exchange(true, ordering: .acquiringAndReleasing) { return }

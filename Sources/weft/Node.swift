@@ -65,6 +65,8 @@ final class Node: @unchecked Sendable {
     /// flannel0's queues and the socket group: one of each per worker.
     private let tunQueues: [TunDevice]
     private let sockets: [UDPSocket]
+    /// flannel0's kernel drop count when forwarding began (not 0 on a device that existed).
+    private let kernelDropsAtStart: Int
     private let routes: RouteTableStore
     private let forwarder: Forwarder
     /// Signalled by SIGINT/SIGTERM, a lost lease and a data-path failure.
@@ -85,6 +87,7 @@ final class Node: @unchecked Sendable {
         self.logger = logger
         self.tunQueues = tunQueues
         self.sockets = sockets
+        kernelDropsAtStart = tunQueues[0].kernelDrops ?? 0
         self.routes = routes
         self.forwarder = forwarder
         self.stopRequest = stopRequest
@@ -367,8 +370,13 @@ final class Node: @unchecked Sendable {
         signals?.cancel()
         maintenance?.cancel()
         forwarder.stop()
+        var summary = forwarder.counters.snapshot()
+        // The kernel's drops in front of the TUN belong in the same account as Weft's own.
+        if let kernelDrops = tunQueues[0].kernelDrops, kernelDrops > kernelDropsAtStart {
+            summary.drops[.tunToUDP, default: [:]][.tunQueueFull] = kernelDrops - kernelDropsAtStart
+        }
         for queue in tunQueues { queue.close() }
         for socket in sockets { socket.close() }
-        return forwarder.counters.snapshot()
+        return summary
     }
 }

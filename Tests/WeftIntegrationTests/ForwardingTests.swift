@@ -63,6 +63,29 @@ struct ForwardingTests {
         #expect(client.output.contains("sent=200 received=200"), "\(client)")
     }
 
+    /// A TUN gives no backpressure: the kernel detaches each packet from its sending socket and
+    /// drops it when the queue is full, so a sender faster than Weft loses packets there. Weft
+    /// cannot prevent it, but its summary must count it.
+    @Test("packets the kernel drops in front of a TUN queue nobody reads are counted as tun-queue-full")
+    func kernelQueueDropsAreCounted() throws {
+        let (lab, weftA, _) = try twoNodeLab()
+        let warm = try lab.ping(from: "podA", "10.244.2.2", count: 1)
+        #expect(warm.status == 0, "\(warm)")
+        // Node A's weft stops reading; one flow fills one queue's ring of txqueuelen (500).
+        weftA.signal(SIGSTOP)
+        let flood = try lab.exec("podA", ["python3", "-c", """
+            import socket
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            for i in range(2000):
+                s.sendto(b"x" * 64, ("10.244.2.2", 9))
+            """])
+        weftA.signal(SIGCONT)
+        #expect(flood.status == 0, "\(flood)")
+        let summary = weftA.stop().output
+        let dropped = dropCount(in: summary, direction: .tunToUDP, reason: .tunQueueFull)
+        #expect(dropped >= 1500 && dropped <= 2000, "2000 sent into a 500-packet queue: \(summary)")
+    }
+
     @Test("a 1472-byte DF packet passes, 1473 bytes get fragmentation-needed with MTU 1472")
     func pathMTU() throws {
         // Pods with MTU 1500 so the oversized packet reaches the node instead of failing locally.
