@@ -32,10 +32,12 @@ public final class RouteNetlink: @unchecked Sendable {
     }
 
     /// `ip link set dev <index> up|down [mtu N]`.
-    public func setLink(index: Int32, up: Bool, mtu: Int?) throws(SystemError) {
+    public func setLink(index: Int32, up: Bool, mtu: Int?, transmitQueueLength: Int? = nil) throws(SystemError) {
         let what = "netlink set link \(RouteNetlink.interfaceName(index)) \(up ? "up" : "down")"
-            + (mtu.map { " mtu \($0)" } ?? "")
-        try request(what) { NetlinkMessage.setLink(index: index, up: up, mtu: mtu, sequence: $0) }
+            + (mtu.map { " mtu \($0)" } ?? "") + (transmitQueueLength.map { " txqueuelen \($0)" } ?? "")
+        try request(what) {
+            NetlinkMessage.setLink(index: index, up: up, mtu: mtu, transmitQueueLength: transmitQueueLength, sequence: $0)
+        }
     }
 
     /// `ip addr add <address>/<prefixLength> dev <index>`. EEXIST is an error.

@@ -21,6 +21,7 @@ public enum NetlinkMessage {
     static let AF_INET: UInt8 = 2
     static let IFF_UP: UInt32 = 0x1
     static let IFLA_MTU: UInt16 = 4
+    static let IFLA_TXQLEN: UInt16 = 13
     static let IFA_ADDRESS: UInt16 = 1
     static let IFA_LOCAL: UInt16 = 2
     static let RTA_DST: UInt16 = 1
@@ -34,8 +35,9 @@ public enum NetlinkMessage {
     static let RTN_UNICAST: UInt8 = 1
 
     /// RTM_NEWLINK: ifinfomsg{AF_UNSPEC, index, flags = up ? IFF_UP : 0, change = IFF_UP},
-    /// then IFLA_MTU when `mtu` is given. (`ip link set dev X up mtu N`.)
-    public static func setLink(index: Int32, up: Bool, mtu: Int?, sequence: UInt32) -> [UInt8] {
+    /// then IFLA_MTU when `mtu` is given and IFLA_TXQLEN when `transmitQueueLength` is.
+    /// (`ip link set dev X up mtu N txqueuelen Q`.)
+    public static func setLink(index: Int32, up: Bool, mtu: Int?, transmitQueueLength: Int? = nil, sequence: UInt32) -> [UInt8] {
         var body: [UInt8] = []
         body.append(AF_UNSPEC)                        // ifi_family
         body.append(0)                                // __ifi_pad
@@ -45,6 +47,9 @@ public enum NetlinkMessage {
         body.appendNative(IFF_UP)                     // ifi_change
         if let mtu {
             body.appendAttribute(IFLA_MTU, native: UInt32(mtu))
+        }
+        if let transmitQueueLength {
+            body.appendAttribute(IFLA_TXQLEN, native: UInt32(transmitQueueLength))
         }
         return message(type: RTM_NEWLINK, flags: NLM_F_REQUEST | NLM_F_ACK, sequence: sequence, body: body)
     }

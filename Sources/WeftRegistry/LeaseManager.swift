@@ -84,6 +84,47 @@ public final class LeaseManager: Sendable {
         }
     }
 
+    /// Runs a start-up step (reading the net config, taking the lease) until the registry
+    /// answers, as flanneld's `getConfig` loop does: a node whose unit starts before etcd, or
+    /// before anyone wrote the net config, comes up once they are there instead of exiting.
+    /// Only an unreachable registry and a missing net config are waited for; any other error
+    /// (a corrupt config, a full network) is thrown at once. Each failure is logged with the
+    /// delay before the next try, which doubles from `firstDelay` up to `maxDelay`; success
+    /// after failures is logged once. Cancelling the task ends the wait with CancellationError.
+    public func waitingForRegistry<T: Sendable>(
+        _ step: String, firstDelay: Double = 1, maxDelay: Double = 10,
+        _ operation: () async throws -> T
+    ) async throws -> T {
+        var delay = firstDelay
+        var failures = 0
+        let started = Date().timeIntervalSince1970
+        while true {
+            do {
+                let value = try await operation()
+                if failures > 0 {
+                    log("\(step): succeeded after \(failures) failed attempts in \(Int((Date().timeIntervalSince1970 - started).rounded())) s")
+                }
+                return value
+            } catch let error where Self.isWorthWaitingFor(error) {
+                failures += 1
+                log("\(step): \(error); trying again in \(Self.format(delay)) s")
+                try await Task.sleep(for: .seconds(delay))
+                delay = min(maxDelay, delay * 2)
+            }
+        }
+    }
+
+    private static func isWorthWaitingFor(_ error: any Error) -> Bool {
+        switch error {
+        case RegistryError.unavailable, LeaseError.noConfig: true
+        default: false
+        }
+    }
+
+    private static func format(_ seconds: Double) -> String {
+        seconds == seconds.rounded() ? String(Int(seconds)) : String(seconds)
+    }
+
     /// What `acquire` got: the lease, and whether this call created it (false: our own lease
     /// was still there and has been renewed).
     public struct Acquisition: Sendable, Equatable {

@@ -253,8 +253,13 @@ final class Node: @unchecked Sendable {
             case .registry(let manager, let config, let subnetFile):
                 let acquired: LeaseManager.Acquisition, peers: [Route]
                 do {
-                    acquired = try await manager.acquire(config: config)
-                    peers = try await manager.listLeases().0
+                    acquired = try await manager.waitingForRegistry("taking a lease") {
+                        try await manager.acquire(config: config)
+                    }
+                    // The lease maintenance lists the peers again as it starts, and waits out an
+                    // outage without a lease hanging on a start that cannot finish.
+                    let leases = (try? await manager.listLeases().0) ?? []
+                    peers = leases
                         .filter { $0.subnet != acquired.lease.subnet }
                         .map { Route(subnet: $0.subnet, nextHop: $0.publicIP) }
                 } catch {
@@ -297,10 +302,11 @@ final class Node: @unchecked Sendable {
                     previousSubnet: SubnetEnvironmentFile.previousSubnet(at: registrySettings.subnetFile)),
                 log: { message in logger.info("\(message)") })
             let config: NetworkConfig
+            let initial = registrySettings.initialNetwork.map { NetworkConfig.initialValue(network: $0, port: settings.port) }
             do {
-                config = try await manager.loadConfig(creatingIfMissing: registrySettings.initialNetwork.map {
-                    NetworkConfig.initialValue(network: $0, port: settings.port)
-                })
+                config = try await manager.waitingForRegistry("reading the net config") {
+                    try await manager.loadConfig(creatingIfMissing: initial)
+                }
             } catch {
                 throw RunError("\(error)")
             }

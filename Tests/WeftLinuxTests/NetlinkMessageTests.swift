@@ -24,6 +24,27 @@ import CWeftLinux
         #expect(bytes == expected)
     }
 
+    @Test func setLinkUpWithMTUAndQueueLength() {
+        let bytes = NetlinkMessage.setLink(index: 7, up: true, mtu: 1472, transmitQueueLength: 2048, sequence: 1)
+        let expected: [UInt8] = [
+            0x30, 0x00, 0x00, 0x00,  // nlmsg_len 48
+            0x10, 0x00,              // RTM_NEWLINK
+            0x05, 0x00,              // NLM_F_REQUEST | NLM_F_ACK
+            0x01, 0x00, 0x00, 0x00,  // seq 1
+            0x00, 0x00, 0x00, 0x00,  // pid 0
+            0x00, 0x00,              // ifi_family AF_UNSPEC, pad
+            0x00, 0x00,              // ifi_type
+            0x07, 0x00, 0x00, 0x00,  // ifi_index 7
+            0x01, 0x00, 0x00, 0x00,  // ifi_flags IFF_UP
+            0x01, 0x00, 0x00, 0x00,  // ifi_change IFF_UP
+            0x08, 0x00, 0x04, 0x00,  // rta_len 8, IFLA_MTU
+            0xC0, 0x05, 0x00, 0x00,  // 1472
+            0x08, 0x00, 0x0D, 0x00,  // rta_len 8, IFLA_TXQLEN
+            0x00, 0x08, 0x00, 0x00,  // 2048
+        ]
+        #expect(bytes == expected)
+    }
+
     @Test func setLinkDownWithoutMTU() {
         let bytes = NetlinkMessage.setLink(index: 7, up: false, mtu: nil, sequence: 0x0102_0304)
         let expected: [UInt8] = [

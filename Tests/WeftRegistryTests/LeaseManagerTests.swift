@@ -2,7 +2,7 @@ import Foundation
 import Synchronization
 import Testing
 import WeftCore
-import WeftRegistry
+@testable import WeftRegistry
 
 /// The lease manager over the real file registry: what a node does at start-up and while
 /// other nodes come and go.
@@ -163,6 +163,72 @@ import WeftRegistry
             #expect(attempts >= 3, "\(end)")
             ending.cancel()
             #expect(await ending.value == .cancelled)
+        }
+    }
+
+    @Test("at start an unreachable registry is waited for, with a line per try, until it answers")
+    func startWaitsForTheRegistry() async throws {
+        try await withTemporaryDirectory { directory in
+            let registry = OutageRegistry(FileRegistry(directory: directory, pollInterval: 0.02, sweepInterval: 0.1))
+            registry.down.withLock { $0 = true }
+            let messages = Mutex<[String]>([])
+            let node = LeaseManager(registry: registry, configuration: LeaseManagerConfiguration(publicIP: IPv4Address("198.18.0.1")!)) { message in
+                messages.withLock { $0.append(message) }
+            }
+            let start = Task {
+                try await node.waitingForRegistry("reading the net config", firstDelay: 0.01, maxDelay: 0.04) {
+                    try await node.loadConfig(creatingIfMissing: Self.config)
+                }
+            }
+            try await waitUntil(seconds: 30) { registry.refusedCalls.withLock { $0 >= 3 } }
+            registry.down.withLock { $0 = false }
+            let config = try await start.value
+            #expect(config.network == IPv4Prefix("10.244.0.0/16")!)
+            let lines = messages.withLock { $0 }
+            let retries = lines.filter { $0.hasPrefix("reading the net config: registry unavailable: registry down for the test; trying again in") }
+            #expect(retries.count >= 3, "\(lines)")
+            #expect(lines.contains { $0.hasPrefix("reading the net config: succeeded after \(retries.count) failed attempts") }, "\(lines)")
+        }
+    }
+
+    @Test("at start a missing net config is waited for until another node writes it; a corrupt one is refused at once")
+    func startWaitsForTheNetConfig() async throws {
+        try await withTemporaryDirectory { directory in
+            let files = FileRegistry(directory: directory, pollInterval: 0.02, sweepInterval: 0.1)
+            let node = LeaseManager(registry: files, configuration: LeaseManagerConfiguration(publicIP: IPv4Address("198.18.0.1")!))
+            let tries = Mutex(0)
+            let start = Task {
+                try await node.waitingForRegistry("reading the net config", firstDelay: 0.01, maxDelay: 0.02) {
+                    tries.withLock { $0 += 1 }
+                    return try await node.loadConfig()
+                }
+            }
+            try await waitUntil(seconds: 30) { tries.withLock { $0 >= 2 } }
+            _ = try await files.create(node.configuration.configKey, value: Self.config, ttl: nil)
+            #expect(try await start.value.network == IPv4Prefix("10.244.0.0/16")!)
+
+            _ = try await files.put(node.configuration.configKey, value: Array("{\"Network\": 7}".utf8), ttl: nil)
+            let corrupt = Mutex(0)
+            await #expect(throws: LeaseError.self) {
+                try await node.waitingForRegistry("reading the net config", firstDelay: 0.01) {
+                    corrupt.withLock { $0 += 1 }
+                    return try await node.loadConfig()
+                }
+            }
+            #expect(corrupt.withLock { $0 } == 1, "no retry for a config that is there but wrong")
+        }
+    }
+
+    @Test("a stop while waiting for the registry ends the wait")
+    func startWaitIsCancellable() async throws {
+        try await withTemporaryDirectory { directory in
+            let registry = OutageRegistry(FileRegistry(directory: directory))
+            registry.down.withLock { $0 = true }
+            let node = LeaseManager(registry: registry, configuration: LeaseManagerConfiguration(publicIP: IPv4Address("198.18.0.1")!))
+            let start = Task { try await node.waitingForRegistry("reading the net config", firstDelay: 60) { try await node.loadConfig() } }
+            try await waitUntil { registry.refusedCalls.withLock { $0 >= 1 } }
+            start.cancel()
+            await #expect(throws: CancellationError.self) { _ = try await start.value }
         }
     }
 
