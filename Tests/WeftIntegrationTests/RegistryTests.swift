@@ -180,5 +180,34 @@ struct EtcdNodeTests {
         #expect(weft.isRunning)
         _ = etcd
     }
+
+    @Test("a node started before etcd, and before the net config exists, comes up once both are there")
+    func startBeforeEtcd() throws {
+        let lab = try Lab()
+        // Without --network: the net config must come from someone else, as with flanneld.
+        var arguments = try lab.registryArguments(node: 1, registry: .etcd)
+        let network = try #require(arguments.firstIndex(of: "--network"))
+        arguments.removeSubrange(network...(network + 1))
+        let weft = try lab.spawn("nodeA", [Environment.weftBinary] + arguments)
+        // Refused connections: weft waits, saying so, instead of exiting.
+        usleep(2_500_000)
+        #expect(weft.isRunning, "weft waits for etcd: \(weft.errorOutput)")
+        #expect(weft.errorOutput.contains("reading the net config: registry unavailable"), "\(weft.errorOutput)")
+
+        _ = try lab.startEtcd()
+        usleep(1_500_000)
+        #expect(weft.isRunning, "weft waits for the net config too: \(weft.errorOutput)")
+        try lab.etcdkv(["put", "/coreos.com/network/config", #"{"Network":"10.244.0.0/16","Backend":{"Type":"udp"}}"#])
+        try lab.waitForLink("flannel0", in: "nodeA", process: weft, seconds: 30)
+        var lease = try lab.etcdkv(["get", "/coreos.com/network/subnets/10.244.1.0-24"])
+        for _ in 0..<40 where lease.output.isEmpty {
+            usleep(250_000)
+            lease = try lab.etcdkv(["get", "/coreos.com/network/subnets/10.244.1.0-24"])
+        }
+        #expect(lease.output == #"{"PublicIP":"198.18.0.1","PublicIPv6":null}"#, "\(lease)")
+        #expect(weft.errorOutput.contains("reading the net config: succeeded after"), "\(weft.errorOutput)")
+        let stopped = weft.stop()
+        #expect(stopped.status == 0, "\(stopped)")
+    }
 }
 }
