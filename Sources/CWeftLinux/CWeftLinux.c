@@ -28,6 +28,14 @@ const int CWeftLinux_IFF_VNET_HDR = IFF_VNET_HDR;
 const int CWeftLinux_IFF_MULTI_QUEUE = IFF_MULTI_QUEUE;
 const unsigned int CWeftLinux_TUN_F_CSUM = TUN_F_CSUM;
 const unsigned int CWeftLinux_TUN_F_TSO4 = TUN_F_TSO4;
+#ifndef TUN_F_USO4
+#define TUN_F_USO4 0x20
+#endif
+#ifndef TUN_F_USO6
+#define TUN_F_USO6 0x40
+#endif
+const unsigned int CWeftLinux_TUN_F_USO4 = TUN_F_USO4;
+const unsigned int CWeftLinux_TUN_F_USO6 = TUN_F_USO6;
 const int CWeftLinux_sizeof_virtio_net_hdr = (int)sizeof(struct virtio_net_hdr);
 _Static_assert(sizeof(struct virtio_net_hdr) == 10, "legacy virtio_net_hdr is 10 bytes");
 

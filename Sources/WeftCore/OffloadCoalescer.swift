@@ -101,7 +101,7 @@ public enum TCPCoalescer {
             let flags = tcp.load(fromByteOffset: F.tcpFlags, as: UInt8.self)
             tcp.storeBytes(of: flags | F.psh, toByteOffset: F.tcpFlags, as: UInt8.self)
         }
-        F.store16(tcp, F.tcpChecksum, F.pseudoHeaderSum(ip, tcpLength: tcpLength + totalPayload))
+        F.store16(tcp, F.tcpChecksum, F.pseudoHeaderSum(ip, transportLength: tcpLength + totalPayload))
         return VirtioNetHeader(
             flags: VirtioNetHeader.needsChecksum, gsoType: VirtioNetHeader.gsoTCPv4,
             headerLength: UInt16(headerLength), gsoSize: UInt16(gsoSize),
@@ -114,7 +114,91 @@ public enum TCPCoalescer {
     static func tcpChecksumVerifies(_ packet: UnsafeRawBufferPointer) -> Bool {
         let ip = packet.baseAddress!
         let segment = UnsafeRawBufferPointer(start: ip + 20, count: packet.count - 20)
-        let pseudo = OffloadField.pseudoHeaderSum(ip, tcpLength: segment.count)
+        let pseudo = OffloadField.pseudoHeaderSum(ip, transportLength: segment.count)
         return InternetChecksum.partialSum(segment, initial: pseudo) == 0xFFFF
+    }
+}
+
+/// Software GRO for UDP: joins consecutive inner UDP datagrams of one flow (a UDP flood received
+/// as one UDP GRO run) into one UDP super-packet (VIRTIO_NET_HDR_GSO_UDP_L4) that the kernel cuts
+/// into the same datagrams again, so the local stack routes and forwards once per run instead of
+/// once per datagram. As with TCP, the IP ID is the one field the kernel's segmentation rewrites
+/// (the first's, counting up).
+///
+/// Use as `TCPCoalescer`: `total = payloadLength(first)`; for each later packet, if
+/// `canAppend(first:appendedPayload:next:)` then `total += payloadLength(next)` (and stop after a
+/// shorter one); at the end, if anything was appended, write `finish(...)`'s virtio header,
+/// `first`'s headers and every payload in order.
+public enum UDPCoalescer {
+    /// The IPv4 and UDP headers of a packet `payloadLength(_:)` accepts.
+    public static let headerLength = 28
+
+    /// UDP payload bytes of an unfragmented IPv4 (IHL 5) UDP packet whose IP total length and
+    /// UDP length both match `packet.count` and that carries a UDP checksum, else nil. A
+    /// datagram without a checksum (0) is left alone: segmentation would give it one.
+    public static func payloadLength(_ packet: UnsafeRawBufferPointer) -> Int? {
+        guard packet.count >= headerLength, let ip = packet.baseAddress else { return nil }
+        let header = IPv4Header(ip)
+        guard header.version == 4, header.headerLength == 20, header.protocolNumber == 17,
+              header.totalLength == packet.count,
+              !header.moreFragments, header.fragmentOffset == 0,
+              Int(OffloadField.load16(ip, 24)) == packet.count - 20,
+              OffloadField.load16(ip, 26) != 0
+        else { return nil }
+        return packet.count - headerLength
+    }
+
+    /// Whether `next` continues `first`'s run after `appendedPayload` bytes of payload (first's
+    /// plus everything appended so far, as `TCPCoalescer.canAppend` counts): both accepted by
+    /// `payloadLength(_:)`; same addresses and ports, TOS, DF and TTL; `first`'s payload is the
+    /// segment size, every datagram appended so far was full and next's payload is 1...that;
+    /// the joined packet stays within 65535 bytes; and the UDP checksums verify (the joined
+    /// packet goes to the kernel as NEEDS_CSUM, which it trusts). `first`'s checksum is checked
+    /// only on the first call.
+    public static func canAppend(first: UnsafeRawBufferPointer, appendedPayload totalPayload: Int, next: UnsafeRawBufferPointer) -> Bool {
+        typealias F = OffloadField
+        guard let firstPayload = payloadLength(first), let nextPayload = payloadLength(next),
+              firstPayload > 0, nextPayload > 0, nextPayload <= firstPayload,
+              totalPayload >= firstPayload, totalPayload % firstPayload == 0,
+              headerLength + totalPayload + nextPayload <= 65535,
+              let a = first.baseAddress, let b = next.baseAddress
+        else { return false }
+        // IP: TOS (byte 1), DF (byte 6), TTL (8), addresses (12..<20); UDP ports (20..<24).
+        guard a.load(fromByteOffset: 1, as: UInt8.self) == b.load(fromByteOffset: 1, as: UInt8.self),
+              F.load16(a, F.ipFlags) & 0x4000 == F.load16(b, F.ipFlags) & 0x4000,
+              a.load(fromByteOffset: 8, as: UInt8.self) == b.load(fromByteOffset: 8, as: UInt8.self),
+              F.load32(a, 12) == F.load32(b, 12), F.load32(a, 16) == F.load32(b, 16),
+              F.load32(a, 20) == F.load32(b, 20)
+        else { return false }
+        if totalPayload == firstPayload && !udpChecksumVerifies(first) { return false }
+        return udpChecksumVerifies(next)
+    }
+
+    /// Turns `first`'s header (in place) into the joined packet's: IP total length and UDP length
+    /// for `totalPayload`, IP checksum recomputed, UDP checksum = the pseudo-header partial sum
+    /// (what NEEDS_CSUM expects), and returns the virtio header to write before it: NEEDS_CSUM,
+    /// csum_start 20, csum_offset 6, GSO UDP_L4 with gso_size = `gsoSize` (payload bytes per
+    /// datagram) and hdr_len 28. With nothing appended, write the packet as it is instead.
+    public static func finish(first: UnsafeMutableRawBufferPointer, totalPayload: Int, gsoSize: Int) -> VirtioNetHeader {
+        typealias F = OffloadField
+        let ip = first.baseAddress!
+        precondition(first.count >= headerLength && headerLength + totalPayload <= 65535)
+        F.store16(ip, F.ipTotalLength, UInt16(headerLength + totalPayload))
+        F.refreshIPChecksum(ip)
+        F.store16(ip, 24, UInt16(8 + totalPayload))
+        F.store16(ip, 26, F.pseudoHeaderSum(ip, transportLength: 8 + totalPayload))
+        return VirtioNetHeader(
+            flags: VirtioNetHeader.needsChecksum, gsoType: VirtioNetHeader.gsoUDPL4,
+            headerLength: UInt16(headerLength), gsoSize: UInt16(gsoSize),
+            checksumStart: 20, checksumOffset: 6
+        )
+    }
+
+    /// Whether the UDP checksum of a packet `payloadLength(_:)` accepts verifies.
+    static func udpChecksumVerifies(_ packet: UnsafeRawBufferPointer) -> Bool {
+        let ip = packet.baseAddress!
+        let datagram = UnsafeRawBufferPointer(start: ip + 20, count: packet.count - 20)
+        let pseudo = OffloadField.pseudoHeaderSum(ip, transportLength: datagram.count)
+        return InternetChecksum.partialSum(datagram, initial: pseudo) == 0xFFFF
     }
 }

@@ -92,7 +92,7 @@ public enum TCPSegmenter {
             tcp.storeBytes(of: flags, toByteOffset: F.tcpFlags, as: UInt8.self)
 
             F.store16(tcp, F.tcpChecksum, 0)
-            var sum = F.pseudoHeaderSum(segmentIP, tcpLength: tcpLength + length)
+            var sum = F.pseudoHeaderSum(segmentIP, transportLength: tcpLength + length)
             sum = InternetChecksum.partialSum(UnsafeRawBufferPointer(start: tcp, count: tcpLength), initial: sum)
             // The slice starts at an even offset of the segment (the TCP header is a multiple of 4),
             // so summing it on its own is valid even when gsoSize is odd.

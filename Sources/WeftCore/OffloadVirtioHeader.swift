@@ -11,6 +11,9 @@ public struct VirtioNetHeader: Equatable, Sendable {
     public static let gsoNone: UInt8 = 0
     /// VIRTIO_NET_HDR_GSO_TCPV4.
     public static let gsoTCPv4: UInt8 = 1
+    /// VIRTIO_NET_HDR_GSO_UDP_L4: a UDP super-packet the kernel cuts into datagrams of gso_size
+    /// payload bytes (accepted on TUN writes since Linux 6.2, with TUN_F_USO4).
+    public static let gsoUDPL4: UInt8 = 5
     /// VIRTIO_NET_HDR_GSO_ECN, or-ed into gsoType when the super-packet carries CWR.
     public static let gsoECN: UInt8 = 0x80
 
@@ -125,11 +128,12 @@ enum OffloadField {
         store16(ip, ipChecksum, InternetChecksum.checksum(UnsafeRawBufferPointer(start: ip, count: length)))
     }
 
-    /// Uncomplemented sum of the TCP pseudo-header (RFC 793: source, destination, zero, protocol,
-    /// TCP length) for the IPv4 header at `ip`.
+    /// Uncomplemented sum of the TCP or UDP pseudo-header (RFC 793, RFC 768: source,
+    /// destination, zero, the header's protocol, transport length) for the IPv4 header at `ip`.
     @inline(__always)
-    static func pseudoHeaderSum(_ ip: UnsafeRawPointer, tcpLength: Int) -> UInt16 {
+    static func pseudoHeaderSum(_ ip: UnsafeRawPointer, transportLength: Int) -> UInt16 {
         let addresses = InternetChecksum.partialSum(UnsafeRawBufferPointer(start: ip + 12, count: 8))
-        return InternetChecksum.combine(InternetChecksum.combine(addresses, 6), UInt16(tcpLength))
+        let protocolNumber = UInt16(ip.load(fromByteOffset: 9, as: UInt8.self))
+        return InternetChecksum.combine(InternetChecksum.combine(addresses, protocolNumber), UInt16(transportLength))
     }
 }

@@ -6,9 +6,9 @@ import WeftLinux
 /// packet, then the TUN.
 ///
 /// With UDP GRO one slot holds a run of datagrams of one size back to back. Consecutive TCP
-/// packets of one flow among them are handed to a TUN with offloads as one super-packet (one
-/// writev of a virtio header, the first packet and the others' payloads, nothing copied), which
-/// the kernel forwards whole, as its own GRO would have.
+/// packets of one flow among them, or consecutive UDP datagrams of one flow, are handed to a TUN
+/// with offloads as one super-packet (one writev of a virtio header, the first packet and the
+/// others' payloads, nothing copied), which the kernel forwards whole, as its own GRO would have.
 final class InboundReceiver {
     private let pool: PacketPool
     private let tunnel: any PacketTunnel
@@ -20,6 +20,8 @@ final class InboundReceiver {
     private let batchSize: Int
     private let icmpSource: IPv4Address
     private let vnetHeaderSize: Int
+    /// Whether UDP datagrams are joined too: the TUN takes UDP super-packets, and none was refused.
+    private var joinsUDP: Bool
     private var routes: Forwarder.RouteSnapshot
     private var limiter = ICMPRateLimiter()
     private let batch: DatagramBatch
@@ -28,8 +30,9 @@ final class InboundReceiver {
     /// TUN before the next recvmmsg reuses them.
     private var slots: [PacketPool.Slot] = []
 
-    /// The run of TCP packets being joined: the first packet and the payloads after it.
+    /// The run of packets being joined: the first packet and the payloads after it.
     private var runFirst: UnsafeMutableRawBufferPointer?
+    private var runKind = RunKind.tcp
     private var runPayload = 0
     private var runBytes = 0
     private var runPackets = 0
@@ -56,6 +59,7 @@ final class InboundReceiver {
         batchSize = configuration.batchSize
         icmpSource = configuration.icmpSource
         vnetHeaderSize = tunnel.vnetHeaderSize
+        joinsUDP = tunnel.vnetHeaderSize > 0 && tunnel.acceptsUDPSuperPackets
         self.routes = Forwarder.RouteSnapshot(routes)
         batch = DatagramBatch(capacity: configuration.batchSize)
         runVectors = .allocate(capacity: Self.runCapacity + 2)
@@ -130,6 +134,26 @@ final class InboundReceiver {
         writeRun()
     }
 
+    /// What a run joins, and so which coalescer's rules apply.
+    private enum RunKind {
+        case tcp, udp
+
+        func canAppend(first: UnsafeRawBufferPointer, appendedPayload: Int, next: UnsafeRawBufferPointer) -> Bool {
+            switch self {
+            case .tcp: TCPCoalescer.canAppend(first: first, appendedPayload: appendedPayload, next: next)
+            case .udp: UDPCoalescer.canAppend(first: first, appendedPayload: appendedPayload, next: next)
+            }
+        }
+
+        /// IP and transport header bytes of a packet the kind's coalescer accepted.
+        func headerLength(_ packet: UnsafeRawBufferPointer) -> Int {
+            switch self {
+            case .tcp: TCPHeaders.length(packet)!
+            case .udp: UDPCoalescer.headerLength
+            }
+        }
+    }
+
     /// Joins the packet to the current run when the TUN can take super-packets, else writes it.
     private func deliver(_ packet: UnsafeMutableRawBufferPointer) {
         guard vnetHeaderSize > 0 else {
@@ -142,18 +166,26 @@ final class InboundReceiver {
         }
         let bytes = UnsafeRawBufferPointer(packet)
         if let first = runFirst, runPackets < Self.runCapacity, !runPush,
-           TCPCoalescer.canAppend(first: UnsafeRawBufferPointer(first), appendedPayload: runPayload, next: bytes) {
-            let headerLength = TCPHeaders.length(bytes)!  // canAppend accepted it as TCP
-            runVectors[runPackets + 1] = iovec(iov_base: packet.baseAddress! + headerLength, iov_len: packet.count - headerLength)
-            runPayload += packet.count - headerLength
+           runKind.canAppend(first: UnsafeRawBufferPointer(first), appendedPayload: runPayload, next: bytes) {
+            let headerLength = runKind.headerLength(bytes)
+            let payload = packet.count - headerLength
+            runVectors[runPackets + 1] = iovec(iov_base: packet.baseAddress! + headerLength, iov_len: payload)
+            // A TCP run ends after a push; a UDP run's coalescer refuses to go on after a short one.
+            runPush = runKind == .tcp && TCPHeaders.hasPush(bytes)
+            runPayload += payload
             runBytes += packet.count
             runPackets += 1
-            runPush = TCPHeaders.hasPush(bytes)
             return
         }
         writeRun()
         runFirst = packet
-        runPayload = packet.count - (TCPHeaders.length(bytes) ?? 0)
+        if joinsUDP, let payload = UDPCoalescer.payloadLength(bytes) {
+            runKind = .udp
+            runPayload = payload
+        } else {
+            runKind = .tcp
+            runPayload = packet.count - (TCPHeaders.length(bytes) ?? 0)
+        }
         runBytes = packet.count
         runPackets = 1
         runPush = false
@@ -167,16 +199,31 @@ final class InboundReceiver {
         runFirst = nil
         var virtio = VirtioNetHeader()
         if runPackets > 1 {
-            let firstPayload = first.count - TCPHeaders.length(UnsafeRawBufferPointer(first))!  // a joined run is TCP
-            virtio = TCPCoalescer.finish(first: first, totalPayload: runPayload, gsoSize: firstPayload, push: runPush)
+            let firstPayload = first.count - runKind.headerLength(UnsafeRawBufferPointer(first))
+            switch runKind {
+            case .tcp:
+                virtio = TCPCoalescer.finish(first: first, totalPayload: runPayload, gsoSize: firstPayload, push: runPush)
+            case .udp:
+                virtio = UDPCoalescer.finish(first: first, totalPayload: runPayload, gsoSize: firstPayload)
+            }
         }
         virtio.store(to: virtioHeader)
         runVectors[0] = iovec(iov_base: virtioHeader, iov_len: VirtioNetHeader.size)
-        if write({ try tunnel.write(vectors: UnsafeBufferPointer(start: runVectors, count: runPackets + 1)) }) {
-            shard.countForwarded(.udpToTun, packets: runPackets, bytes: runBytes)
-        } else {
-            shard.countDrop(.udpToTun, .tunWriteFailed, packets: runPackets)
+        let vectors = UnsafeBufferPointer(start: runVectors, count: runPackets + 1)
+        do {
+            if try tunnel.write(vectors: vectors) {
+                shard.countForwarded(.udpToTun, packets: runPackets, bytes: runBytes)
+                return
+            }
+        } catch {
+            // A kernel that refuses UDP super-packets after all (EINVAL): join no more of them.
+            if runPackets > 1, runKind == .udp, (error as? SystemError)?.errno == EINVAL {
+                joinsUDP = false
+            } else {
+                lifecycle.tunWriteFailed(error)
+            }
         }
+        shard.countDrop(.udpToTun, .tunWriteFailed, packets: runPackets)
     }
 
     /// One TUN write: false when it would block or failed (the caller counts the packets); a

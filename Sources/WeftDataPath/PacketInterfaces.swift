@@ -8,6 +8,8 @@ import WeftLinux
 public protocol PacketTunnel: AnyObject, Sendable {
     /// Bytes of the virtio-net header before every packet read or written: 0 without offloads.
     var vnetHeaderSize: Int { get }
+    /// Whether writes may carry UDP super-packets (VIRTIO_NET_HDR_GSO_UDP_L4).
+    var acceptsUDPSuperPackets: Bool { get }
     /// One packet into `buffer`; nil when none is waiting.
     func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int?
     /// One whole packet; false when the device would block.

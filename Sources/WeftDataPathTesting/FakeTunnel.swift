@@ -16,6 +16,7 @@ import WeftLinux
 /// One thread reads (the TUN reader), any thread may write.
 public final class FakeTunnel: PacketTunnel, @unchecked Sendable {
     public let vnetHeaderSize: Int
+    public let acceptsUDPSuperPackets: Bool
     /// Readable while packets are waiting.
     public let offer: Offer
     private let repeating: PacketSet?
@@ -49,8 +50,10 @@ public final class FakeTunnel: PacketTunnel, @unchecked Sendable {
     /// A TUN for tests: reads return what `inject` queued, writes are recorded.
     /// `vnetHeaderSize` 10 is a TUN with offloads (IFF_VNET_HDR): every packet read or written
     /// starts with a virtio-net header.
-    public init(vnetHeaderSize: Int = 0) throws {
+    /// `acceptsUDPSuperPackets` is a kernel that takes UDP super-packets (Linux 6.2+).
+    public init(vnetHeaderSize: Int = 0, acceptsUDPSuperPackets: Bool = false) throws {
         self.vnetHeaderSize = vnetHeaderSize
+        self.acceptsUDPSuperPackets = acceptsUDPSuperPackets
         repeating = nil
         completion = nil
         recordsWrites = true
@@ -61,6 +64,7 @@ public final class FakeTunnel: PacketTunnel, @unchecked Sendable {
     /// are counted into `completion`, not recorded.
     public init(repeating packets: PacketSet?, vnetHeaderSize: Int = 0, completion: Completion) throws {
         self.vnetHeaderSize = vnetHeaderSize
+        acceptsUDPSuperPackets = false
         repeating = packets
         self.completion = completion
         recordsWrites = false

@@ -18,17 +18,22 @@ public final class TunDevice: @unchecked Sendable {
     /// Bytes of virtio-net header in front of every packet read and written: 10 (the legacy
     /// `struct virtio_net_hdr`, host byte order) when opened with offloads, else 0.
     public let vnetHeaderSize: Int
+    /// Whether the kernel takes UDP super-packets written with a virtio header
+    /// (VIRTIO_NET_HDR_GSO_UDP_L4, Linux 6.2+), probed at open: it accepts TUN_F_USO4|USO6 then.
+    /// Weft does not keep USO switched on, so reads never hand over UDP super-packets.
+    public let acceptsUDPSuperPackets: Bool
 
     /// The vnet header size used with offloads (legacy `struct virtio_net_hdr`).
     public static let offloadVnetHeaderSize = 10
 
     private let closed = Atomic<Bool>(false)
 
-    private init(name: String, fileDescriptor: Int32, interfaceIndex: Int32, vnetHeaderSize: Int) {
+    private init(name: String, fileDescriptor: Int32, interfaceIndex: Int32, vnetHeaderSize: Int, acceptsUDPSuperPackets: Bool) {
         self.name = name
         self.fileDescriptor = fileDescriptor
         self.interfaceIndex = interfaceIndex
         self.vnetHeaderSize = vnetHeaderSize
+        self.acceptsUDPSuperPackets = acceptsUDPSuperPackets
     }
 
     /// Opens /dev/net/tun and creates (or attaches to) the TUN device `name`, which may hold a
@@ -84,16 +89,21 @@ public final class TunDevice: @unchecked Sendable {
             if offloads { flags |= CWeftLinux_IFF_VNET_HDR }
             if multiQueue { flags |= CWeftLinux_IFF_MULTI_QUEUE }
             let actual = try Syscall.tunSetInterface(fd, name: name, flags: flags)
+            var acceptsUSO = false
             if offloads {
                 try Syscall.tunSetVnetHeaderSize(fd, Int32(offloadVnetHeaderSize), actual)
-                try Syscall.tunSetOffload(fd, CWeftLinux_TUN_F_CSUM | CWeftLinux_TUN_F_TSO4, actual)
+                let offload = CWeftLinux_TUN_F_CSUM | CWeftLinux_TUN_F_TSO4
+                // The same kernel change (6.2) taught TUN writes GSO_UDP_L4 and TUNSETOFFLOAD the
+                // USO flags: a kernel that takes the flags takes the writes. Set back at once.
+                acceptsUSO = (try? Syscall.tunSetOffload(fd, offload | CWeftLinux_TUN_F_USO4 | CWeftLinux_TUN_F_USO6, actual)) != nil
+                try Syscall.tunSetOffload(fd, offload, actual)
             }
             let index = if_nametoindex(actual)
             if index == 0 {
                 throw SystemError(errno: Glibc.errno, operation: "if_nametoindex \(actual)")
             }
             return TunDevice(name: actual, fileDescriptor: fd, interfaceIndex: Int32(bitPattern: index),
-                             vnetHeaderSize: offloads ? offloadVnetHeaderSize : 0)
+                             vnetHeaderSize: offloads ? offloadVnetHeaderSize : 0, acceptsUDPSuperPackets: acceptsUSO)
         } catch {
             _ = Glibc.close(fd)
             throw error

@@ -214,7 +214,7 @@ final class Node: @unchecked Sendable {
         do { try node.installSignalHandlers() } catch { throw RunError("cannot watch for signals: \(error)") }
         forwarder.start()
         node.startLeaseMaintenance()
-        logger.info("forwarding \(assignment.subnet) on \(tun.name) (mtu \(pathMTU)) \(description); \(assignment.peers.count) peer(s), \(settings.workers) worker(s), offloads \(offload)")
+        logger.info("forwarding \(assignment.subnet) on \(tun.name) (mtu \(pathMTU)) \(description); \(assignment.peers.count) peer(s), \(settings.workers) worker(s), offloads \(offload)\(offload.usesSuperPackets && tun.acceptsUDPSuperPackets ? " and UDP super-packets to \(tun.name)" : "")")
         return node
     }
 

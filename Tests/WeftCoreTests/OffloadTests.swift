@@ -318,3 +318,99 @@ private func segment(_ packet: [UInt8], gsoSize: Int, capacity: Int = 64) -> Seg
         #expect(!canAppend(first, 65_000, next65))  // 52 + 66,000 > 65535
     }
 }
+
+@Suite struct UDPCoalescerTests {
+    /// An IPv4/UDP datagram with correct IP and UDP checksums.
+    private func udpPacket(payload: [UInt8], id: Int, sourcePort: Int = 40000, ttl: UInt8 = 64) -> [UInt8] {
+        var udp = [UInt8](repeating: 0, count: 8)
+        put16(&udp, 0, sourcePort)
+        put16(&udp, 2, 9)
+        put16(&udp, 4, 8 + payload.count)
+        var packet = makePacket(ttl: ttl, protocolNumber: 17, payload: udp + payload)
+        put16(&packet, 4, id)
+        packet[10] = 0; packet[11] = 0
+        put16(&packet, 10, Int(referenceChecksum(packet[0..<20])))
+        var checksum = transportChecksum(packet: packet, protocolNumber: 17)
+        if checksum == 0 { checksum = 0xFFFF }
+        put16(&packet, 26, Int(checksum))
+        return packet
+    }
+
+    /// What the kernel's UDP_L4 segmentation makes of a joined packet: each datagram gets the
+    /// first's IP header with its length and an ID counting up, and its own UDP length and checksum.
+    private func kernelSegments(_ joined: [UInt8], gsoSize: Int) -> [[UInt8]] {
+        let payload = Array(joined[28...])
+        return stride(from: 0, to: payload.count, by: gsoSize).enumerated().map { index, start in
+            let slice = Array(payload[start..<min(payload.count, start + gsoSize)])
+            var packet = Array(joined[0..<28]) + slice
+            put16(&packet, 2, packet.count)
+            put16(&packet, 4, (be16(joined, 4) + index) & 0xFFFF)
+            packet[10] = 0; packet[11] = 0
+            put16(&packet, 10, Int(referenceChecksum(packet[0..<20])))
+            put16(&packet, 24, 8 + slice.count)
+            packet[26] = 0; packet[27] = 0
+            var checksum = transportChecksum(packet: packet, protocolNumber: 17)
+            if checksum == 0 { checksum = 0xFFFF }
+            put16(&packet, 26, Int(checksum))
+            return packet
+        }
+    }
+
+    private func canAppend(_ first: [UInt8], _ total: Int, _ next: [UInt8]) -> Bool {
+        first.withUnsafeBytes { a in next.withUnsafeBytes { b in UDPCoalescer.canAppend(first: a, appendedPayload: total, next: b) } }
+    }
+
+    private func flood(_ count: Int, size: Int, last: Int? = nil) -> [[UInt8]] {
+        var rng = SplitMix64(seed: 5)
+        return (0..<count).map { index in
+            udpPacket(payload: randomBytes(index == count - 1 ? (last ?? size) : size, &rng), id: 0x7000 + index)
+        }
+    }
+
+    @Test func joinedDatagramsComeBackOutOfTheKernelAsTheyWere() {
+        let packets = flood(6, size: 1000, last: 300)
+        var first = packets[0]
+        let gsoSize = first.withUnsafeBytes { UDPCoalescer.payloadLength($0) }!
+        #expect(gsoSize == 1000)
+        var total = gsoSize
+        var payloads = Array(first[28...])
+        for next in packets.dropFirst() {
+            #expect(canAppend(first, total, next))
+            total += next.withUnsafeBytes { UDPCoalescer.payloadLength($0) }!
+            payloads += next[28...]
+        }
+        let virtio = first.withUnsafeMutableBytes { UDPCoalescer.finish(first: $0, totalPayload: total, gsoSize: gsoSize) }
+        #expect(virtio == VirtioNetHeader(
+            flags: VirtioNetHeader.needsChecksum, gsoType: VirtioNetHeader.gsoUDPL4,
+            headerLength: 28, gsoSize: 1000, checksumStart: 20, checksumOffset: 6))
+        let joined = Array(first[0..<28]) + payloads
+        #expect(be16(joined, 2) == joined.count)
+        #expect(be16(joined, 24) == joined.count - 20)
+        #expect(joined.withUnsafeBytes { IPv4Header.validate($0) } == nil)
+        // The UDP checksum field holds the uncomplemented pseudo-header sum NEEDS_CSUM expects.
+        let pseudo: [UInt8] = Array(joined[12..<20]) + [0, 17, joined[24], joined[25]]
+        #expect(be16(joined, 26) == 0xFFFF - Int(referenceChecksum(ArraySlice(pseudo))))
+        // Consecutive IDs, as a connected socket sends them: byte for byte what was sent.
+        #expect(kernelSegments(joined, gsoSize: gsoSize) == packets)
+    }
+
+    @Test func onlyOneFlowOfFullDatagramsWithChecksumsIsJoined() {
+        let packets = flood(3, size: 500)
+        let total = 500
+        #expect(!canAppend(packets[0], total, udpPacket(payload: Array(repeating: 1, count: 500), id: 1, sourcePort: 40001)), "another port")
+        #expect(!canAppend(packets[0], total, udpPacket(payload: Array(repeating: 1, count: 500), id: 1, ttl: 63)), "another TTL")
+        #expect(!canAppend(packets[0], total, udpPacket(payload: Array(repeating: 1, count: 501), id: 1)), "longer than the first")
+        #expect(!canAppend(packets[0], total + 300, packets[2]), "after a short one")
+        var damaged = packets[1]
+        damaged[40] ^= 0x01
+        #expect(!canAppend(packets[0], total, damaged), "a bad UDP checksum")
+        var unchecked = packets[1]
+        unchecked[26] = 0; unchecked[27] = 0
+        #expect(!canAppend(packets[0], total, unchecked), "no UDP checksum")
+        #expect(unchecked.withUnsafeBytes { UDPCoalescer.payloadLength($0) } == nil)
+        var fragment = packets[1]
+        fragment[6] |= 0x20
+        #expect(fragment.withUnsafeBytes { UDPCoalescer.payloadLength($0) } == nil, "a fragment")
+        #expect(canAppend(packets[0], total, packets[1]))
+    }
+}

@@ -167,6 +167,51 @@ import WeftDataPathTesting
         #expect(counters.drops.isEmpty)
     }
 
+    /// Datagrams of one UDP flow from B's pod to ours, with UDP checksums and consecutive IDs.
+    static func udpFlow(_ count: Int, size: Int, sourcePort: UInt16 = 40000) -> [[UInt8]] {
+        (0..<count).map { index in
+            makeChecksummedUDPPacket(source: TestNode.podB, destination: TestNode.localPod, sourcePort: sourcePort,
+                                     identification: UInt16(0x100 + index),
+                                     payload: (0..<size).map { UInt8(truncatingIfNeeded: index * 7 + $0) })
+        }
+    }
+
+    @Test func aRunOfOneUDPFlowIsWrittenAsOneUDPSuperPacket() throws {
+        let node = try TestNode(offload: .superPackets, udpSuperPackets: true)
+        defer { node.stop() }
+        let packets = Self.udpFlow(10, size: 1000) + Self.udpFlow(3, size: 1000, sourcePort: 40001)
+        node.transport.inject([Self.groEntry(packets)])
+
+        let written = node.tunnel.waitForWritten(2)
+        try #require(written.count == 2)
+        let virtio = written[0].withUnsafeBytes { VirtioNetHeader(bytesAt: $0.baseAddress!) }
+        #expect(virtio.gsoType == VirtioNetHeader.gsoUDPL4)
+        #expect(Int(virtio.gsoSize) == 1000)
+        #expect(virtio.flags & VirtioNetHeader.needsChecksum != 0)
+        let joined = Array(written[0][VirtioNetHeader.size...])
+        #expect(joined.count == 28 + 10 * 1000)
+        #expect(Int(loadBigEndian(joined, at: 2, as: UInt16.self)) == joined.count)
+        #expect(Int(loadBigEndian(joined, at: 24, as: UInt16.self)) == joined.count - 20)
+        #expect(headerChecksumVerifies(joined))
+        #expect(joined[8] == 63, "TTL one lower")
+        expectSamePackets([Array(joined[28...])], [packets[0..<10].flatMap { $0[28...] }], "the payloads in order")
+        let second = Array(written[1][VirtioNetHeader.size...])
+        #expect(second.count == 28 + 3 * 1000, "another flow is another super-packet")
+        let counters = node.waitForCounters { $0.forwarded(.udpToTun) == 13 }
+        #expect(counters.forwarded(.udpToTun) == 13)
+        #expect(counters.drops.isEmpty)
+    }
+
+    @Test func withoutUDPSuperPacketsInTheKernelEachDatagramIsItsOwnWrite() throws {
+        let node = try TestNode(offload: .superPackets, udpSuperPackets: false)
+        defer { node.stop() }
+        let packets = Self.udpFlow(5, size: 1000)
+        node.transport.inject([Self.groEntry(packets)])
+        let written = node.tunnel.waitForWritten(5)
+        expectSamePackets(written.map { Array($0[VirtioNetHeader.size...]) }, packets.map(decrementedTTL))
+        #expect(written.allSatisfy { $0.withUnsafeBytes { VirtioNetHeader(bytesAt: $0.baseAddress!) } == VirtioNetHeader() })
+    }
+
     @Test func aGapOrAnotherFlowStartsANewWrite() throws {
         let node = try TestNode(offload: .superPackets)
         defer { node.stop() }

@@ -27,8 +27,11 @@ final class TestNode: Sendable {
 
     /// With super-packets the TUN has a virtio-net header and slots hold 64 KiB, as `weft run`
     /// does by default; `.superPacketsAndSegmentedSends` also lets the workers send UDP_SEGMENT runs.
-    init(lanes: Int = 1, offload: Offload = .off, pathMTU: Int = 1472, batchSize: Int = 64) throws {
-        tunnels = try (0..<lanes).map { _ in try FakeTunnel(vnetHeaderSize: offload.usesSuperPackets ? VirtioNetHeader.size : 0) }
+    /// `udpSuperPackets`: the TUN takes UDP super-packets (a kernel with USO, 6.2+).
+    init(lanes: Int = 1, offload: Offload = .off, pathMTU: Int = 1472, batchSize: Int = 64, udpSuperPackets: Bool = false) throws {
+        tunnels = try (0..<lanes).map { _ in
+            try FakeTunnel(vnetHeaderSize: offload.usesSuperPackets ? VirtioNetHeader.size : 0, acceptsUDPSuperPackets: udpSuperPackets)
+        }
         transports = try (0..<lanes).map { _ in try FakeTransport() }
         let routes = RouteTableStore(RouteTable([
             Route(subnet: IPv4Prefix("10.244.2.0/24")!, nextHop: Self.peerB),
@@ -107,6 +110,21 @@ func makeUDPPacket(source: IPv4Address, destination: IPv4Address, ttl: UInt8 = 6
     let udp: [UInt8] = [0x9C, 0x40, 0x00, 0x09, UInt8(length >> 8), UInt8(length & 0xFF), 0, 0]
     return makePacket(source: source, destination: destination, ttl: ttl, protocolNumber: 17,
                       payload: udp + (0..<payloadLength).map { UInt8(truncatingIfNeeded: seed + $0) })
+}
+
+/// A UDP packet with its UDP checksum, as a pod's kernel sends one.
+func makeChecksummedUDPPacket(source: IPv4Address, destination: IPv4Address, sourcePort: UInt16 = 40000,
+                              identification: UInt16 = 0x1234, payload: [UInt8]) -> [UInt8] {
+    let length = 8 + payload.count
+    var packet = makePacket(source: source, destination: destination, protocolNumber: 17, identification: identification,
+                            payload: [UInt8(sourcePort >> 8), UInt8(sourcePort & 0xFF), 0x00, 0x09,
+                                      UInt8(length >> 8), UInt8(length & 0xFF), 0, 0] + payload)
+    let pseudo: [UInt8] = Array(packet[12..<20]) + [0, 17, UInt8(length >> 8), UInt8(length & 0xFF)]
+    var checksum = referenceChecksum(ArraySlice(pseudo + packet[20...]))
+    if checksum == 0 { checksum = 0xFFFF }
+    packet[26] = UInt8(checksum >> 8)
+    packet[27] = UInt8(checksum & 0xFF)
+    return packet
 }
 
 /// Expects two lists of packets to be equal byte for byte; a difference is reported by where it

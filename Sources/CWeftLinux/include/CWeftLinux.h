@@ -38,6 +38,9 @@ extern const int CWeftLinux_IFF_MULTI_QUEUE;
 extern const int CWeftLinux_IFF_VNET_HDR;
 extern const unsigned int CWeftLinux_TUN_F_CSUM;
 extern const unsigned int CWeftLinux_TUN_F_TSO4;
+/// TUN_F_USO4/TUN_F_USO6 (Linux 6.2): the kernel defines them whether or not it supports them.
+extern const unsigned int CWeftLinux_TUN_F_USO4;
+extern const unsigned int CWeftLinux_TUN_F_USO6;
 /// sizeof(struct virtio_net_hdr), the legacy header without num_buffers: 10.
 extern const int CWeftLinux_sizeof_virtio_net_hdr;
 
