@@ -12,7 +12,9 @@ public enum OverlayDevice {
     /// A TUN cannot push back on a sending pod: the driver drops what does not fit its queue.
     /// When a lane is briefly off its core (two shared vCPUs: a UDP flood of 64-byte packets
     /// lost 15 % with 500, 4 % with 1000 and 0.5 % with 2000 in one `weft bench` run each), a
-    /// deeper queue absorbs it; 2048 packets are at most ~3 MB and ~20 ms at 100 kpps.
+    /// deeper queue absorbs it: 2048 full-size packets are ~3 MB and ~20 ms at 100 kpps. (TCP
+    /// super-packets are bounded by the sending socket's window, not by the queue; TCP filled
+    /// no queue of 500 in the lab.)
     public static let queueLength = 2048
 
     /// The largest inner packet over an underlay of `underlayMTU`: flannel's MTU − 28, capped

@@ -65,9 +65,10 @@ struct ForwardingTests {
 
     /// Floods leave node A as UDP_SEGMENT trains and enter node B's flannel0 as UDP super-packets
     /// (a kernel with USO): every datagram must come out as it was sent.
-    @Test("a UDP flood crosses as trains and super-packets, every datagram intact and in order")
+    @Test("a UDP flood crosses as trains and super-packets, every datagram intact and in order, and the wire judged valid")
     func udpFloodIntact() throws {
         let (lab, _, weftB) = try twoNodeLab()
+        let wire = try WireCapture(lab, node: "nodeA", name: "wire-udp", seconds: 30)
         let rxBefore = try lab.exec("nodeB", ["cat", "/sys/class/net/flannel0/statistics/rx_packets"]).output
         let server = try lab.spawn("podB", ["python3", "-c", """
             import socket
@@ -103,6 +104,19 @@ struct ForwardingTests {
         #expect(received.output.contains("good=3000 bad=0 disorder=0"), "\(received)")
         let rxAfter = try lab.exec("nodeB", ["cat", "/sys/class/net/flannel0/statistics/rx_packets"]).output
         let written = (Int(rxAfter.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0) - (Int(rxBefore.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0)
+        wire.stop()
+        // Every datagram of every train is judged, the capture having seen the trains whole.
+        try wire.finish { frames in
+            let report = Report(frames)
+            var failures: [String] = []
+            if !report.isValid || report.validDatagrams != 3000 { failures.append("expected 3000 valid datagrams: \(report)") }
+            if report.superFrames == 0 { failures.append("no UDP_SEGMENT train on the wire: \(report)") }
+            let verify = (try? run([Environment.weftBinary, "capture", "--verify", wire.outerFile, "--mtu", "1500", "--json"], timeout: 60))
+            if verify?.status != 0 || verify?.output.contains("\"violations\":0") != true || verify?.output.contains("\"validDatagrams\":3000") != true {
+                failures.append("weft capture --verify: \(verify.map { "\($0)" } ?? "did not run")")
+            }
+            return failures
+        }
         // weft says at start whether this kernel takes UDP super-packets (Linux 6.2+).
         if weftB.errorOutput.contains("UDP super-packets") {
             #expect(written < 3000, "node B wrote super-packets, not \(written) single datagrams")
