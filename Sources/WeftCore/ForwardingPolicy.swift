@@ -67,6 +67,11 @@ public struct ForwardingPolicy: Sendable {
         if let reason = IPv4Header.validate(bytes) {
             return .drop(reason, reply: nil)
         }
+        // One rule whatever the slot size: a datagram a peer could not have sent over our path
+        // is refused, with offloads (64 KiB slots) as without (slots cut it, MSG_TRUNC).
+        if bytes.count > pathMTU {
+            return .drop(.tooBig, reply: nil)
+        }
         if checkPeerAddress && !routes.isPeer(sender) {
             return .drop(.unknownPeer, reply: nil)
         }

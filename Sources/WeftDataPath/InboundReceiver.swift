@@ -99,7 +99,8 @@ final class InboundReceiver {
             routes.refresh()
             for i in 0..<received {
                 if batch.isTruncated(i) {
-                    shard.countDrop(.udpToTun, .truncated)
+                    // Longer than a slot, so longer than the path MTU: ForwardingPolicy's too-big.
+                    shard.countDrop(.udpToTun, .tooBig)
                     continue
                 }
                 receiveEntry(i)

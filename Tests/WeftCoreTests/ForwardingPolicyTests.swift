@@ -95,6 +95,15 @@ private func inbound(_ packet: inout [UInt8], from sender: IPv4Address, policy: 
 }
 
 @Suite struct InboundTests {
+    @Test func aDatagramLongerThanThePathIsRefusedInbound() {
+        var oversize = makePacket(source: hostOnA, destination: localHost, payload: [UInt8](repeating: 0, count: 1453))
+        let before = oversize
+        #expect(inbound(&oversize, from: peerA) == .drop(.tooBig, reply: nil))
+        #expect(oversize == before, "not touched")
+        var fits = makePacket(source: hostOnA, destination: localHost, payload: [UInt8](repeating: 0, count: 1452))
+        #expect(inbound(&fits, from: peerA) == .writeToTun)
+    }
+
     @Test func deliversLocallyWithTTLDecremented() {
         var packet = makePacket(source: hostOnA, destination: localHost, ttl: 63)
         #expect(inbound(&packet, from: peerA) == .writeToTun)

@@ -32,6 +32,22 @@ import WeftDataPathTesting
         #expect(counters.drops.isEmpty)
     }
 
+    @Test("a datagram longer than the path MTU is refused the same way with and without offloads",
+          arguments: [Offload.off, .superPackets])
+    func anOversizeDatagramIsTooBig(offload: Offload) throws {
+        let node = try TestNode(offload: offload)
+        defer { node.stop() }
+        let oversize = makeUDPPacket(source: TestNode.podB, destination: TestNode.localPod, payloadLength: 9000 - 28)
+        let largest = makeUDPPacket(source: TestNode.podB, destination: TestNode.localPod, payloadLength: 1472 - 28)
+        node.transport.inject([InjectedDatagram(oversize, from: TestNode.peerB), InjectedDatagram(largest, from: TestNode.peerB)])
+        let written = node.tunnel.waitForWritten(1)
+        let expected = offload.usesSuperPackets ? withVirtioHeader(decrementedTTL(largest)) : decrementedTTL(largest)
+        expectSamePackets(written, [expected], "only the packet that fits the path")
+        let counters = node.waitForCounters { $0.forwarded(.udpToTun) + $0.dropped(.udpToTun) == 2 }
+        #expect(counters.dropped(.udpToTun, .tooBig) == 1)
+        #expect(counters.dropped(.udpToTun) == 1)
+    }
+
     @Test func everyRefusedDatagramLandsInItsOwnCounter() throws {
         let node = try TestNode()
         defer { node.stop() }
