@@ -155,6 +155,12 @@ enum Syscall {
     }
 
     @inline(never)
+    static func sendto(_ fd: Int32, _ buffer: UnsafeRawBufferPointer, _ address: UnsafePointer<sockaddr>, _ length: socklen_t,
+                       _ what: @autoclosure () -> String) throws(SystemError) -> Int {
+        try retrying("sendto \(what())") { Glibc.sendto(fd, buffer.baseAddress, buffer.count, Int32(MSG_NOSIGNAL), address, length) }
+    }
+
+    @inline(never)
     static func getsockname(_ fd: Int32, _ address: UnsafeMutablePointer<sockaddr>,
                             _ length: UnsafeMutablePointer<socklen_t>) throws(SystemError) {
         _ = try retrying("getsockname") { Glibc.getsockname(fd, address, length) }

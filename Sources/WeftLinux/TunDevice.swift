@@ -150,6 +150,36 @@ public final class TunDevice: @unchecked Sendable {
         }
     }
 
+    /// What already holds a device name, as /sys/class/net shows it.
+    public enum ExistingDevice: Sendable, Equatable, CustomStringConvertible {
+        /// A TUN that outlives its users (`ip tuntap add`, or one a flanneld made persistent).
+        case persistentTUN
+        /// A TUN some process has open (another weft, or a flanneld).
+        case tunInUse
+        /// Some other kind of interface.
+        case otherInterface
+
+        public var description: String {
+            switch self {
+            case .persistentTUN: "a persistent TUN device (made by ip tuntap add, or left by a flanneld)"
+            case .tunInUse: "a TUN device another process has open (another weft or flanneld?)"
+            case .otherInterface: "a network interface that is not a TUN device"
+            }
+        }
+    }
+
+    /// The device called `name` in this namespace, if there is one. A name with "%d" (the kernel
+    /// picks a free one) is never taken.
+    public static func existingDevice(named name: String) -> ExistingDevice? {
+        guard !name.contains("%"), !name.contains("/"), !name.isEmpty, if_nametoindex(name) != 0 else { return nil }
+        // tun_flags exists for TUN and TAP devices only; IFF_PERSIST is 0x800.
+        guard let flags = (try? FileContents.read("/sys/class/net/\(name)/tun_flags"))
+            .flatMap({ $0.split(whereSeparator: \.isWhitespace).first })
+            .flatMap({ Int($0.hasPrefix("0x") ? $0.dropFirst(2) : $0, radix: 16) })
+        else { return .otherInterface }
+        return flags & 0x800 != 0 ? .persistentTUN : .tunInUse
+    }
+
     /// Packets the kernel dropped on their way into the device's queues since it was created
     /// (`tx_dropped`): the TUN driver detaches each packet from its sending socket and drops it
     /// when the queue's ring is full, so a sender that outpaces the reader loses packets here,

@@ -22,6 +22,8 @@ struct RunSettings {
     var checkPeerAddress: Bool
     var offloads: Bool
     var logLevel: Logger.Level
+    /// systemd's $NOTIFY_SOCKET (a `Type=notify` unit): told READY=1 and STOPPING=1.
+    var notifier: SystemdNotifier?
 }
 
 /// Where this node's subnet and its peers come from.
@@ -143,6 +145,11 @@ final class Node: @unchecked Sendable {
         } catch {
             throw RunError("cannot bind UDP \(bindAddress):\(port): \(error)\(error.errno == EADDRINUSE ? " (is another weft or flanneld running on this node?)" : "")")
         }
+        // Weft makes flannel0 and takes it away on exit: one that is already there would keep
+        // its address and a dead route after Weft stops, or belong to a forwarder still running.
+        if let existing = TunDevice.existingDevice(named: settings.tunName) {
+            throw RunError("cannot create TUN \(settings.tunName): it already exists, \(existing); remove it with 'ip link delete \(settings.tunName)' if nothing uses it, or choose another name with --tun-name")
+        }
         let tunQueues: [TunDevice]
         do {
             tunQueues = try TunDevice.openQueues(name: settings.tunName, offloads: settings.offloads, count: settings.workers)
@@ -214,6 +221,7 @@ final class Node: @unchecked Sendable {
         do { try node.installSignalHandlers() } catch { throw RunError("cannot watch for signals: \(error)") }
         forwarder.start()
         node.startLeaseMaintenance()
+        node.notifySystemd("READY=1\nSTATUS=forwarding \(assignment.subnet) on \(tun.name)")
         logger.info("forwarding \(assignment.subnet) on \(tun.name) (mtu \(pathMTU)) \(description); \(assignment.peers.count) peer(s), \(settings.workers) worker(s), offloads \(offload)\(offload.usesSuperPackets && tun.acceptsUDPSuperPackets ? " and UDP super-packets to \(tun.name)" : "")")
         return node
     }
@@ -334,6 +342,17 @@ final class Node: @unchecked Sendable {
         }
     }
 
+    /// Tells systemd (when it started us as `Type=notify`); a failure is logged, not fatal: the
+    /// node forwards either way, and systemd reports the missing notification itself.
+    private func notifySystemd(_ state: String) {
+        guard let notifier = settings.notifier else { return }
+        do {
+            try notifier.notify(state)
+        } catch {
+            logger.warning("could not notify systemd at \(notifier.socketDescription): \(error)")
+        }
+    }
+
     private func installSignalHandlers() throws(SystemError) {
         signals = try SignalWatch([SIGINT, SIGTERM, SIGHUP]) { [self] number in
             if number == SIGHUP { reloadPeers() } else { stopRequest.signal() }
@@ -373,6 +392,7 @@ final class Node: @unchecked Sendable {
     /// Stops the threads, removes flannel0 (and with it its address and route), closes the
     /// socket. The lease stays in the registry, so a restarted node gets the same subnet.
     func shutDown() -> CounterSnapshot {
+        notifySystemd("STOPPING=1")
         signals?.cancel()
         maintenance?.cancel()
         forwarder.stop()

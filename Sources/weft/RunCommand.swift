@@ -198,8 +198,17 @@ struct RunCommand: AsyncParsableCommand {
             workers: workers ?? max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))),
             checkPeerAddress: !skipPeerAddressCheck,
             offloads: !noOffload,
-            logLevel: logLevel
+            logLevel: logLevel,
+            notifier: try systemdNotifier(environment: environment)
         )
+    }
+
+    private func systemdNotifier(environment: Environment) throws -> SystemdNotifier? {
+        do {
+            return try SystemdNotifier(notifySocket: environment["NOTIFY_SOCKET"])
+        } catch {
+            throw ValidationError("\(error)")
+        }
     }
 
     /// Static peers with --subnet; otherwise a registry.

@@ -6,6 +6,20 @@ import WeftTestSupport
 /// `weft`'s command line: bad input is one clear line on stderr and a non-zero exit.
 @Suite(.enabled(if: access(Environment.weftBinary, X_OK) == 0, "no weft binary: run swift build first"))
 struct CommandLineTests {
+    @Test("the unit file in dist/ passes systemd-analyze verify without a warning",
+          .enabled(if: findInPath("systemd-analyze") != nil, "systemd-analyze not found (Debian's systemd package)"))
+    func unitFileVerifies() throws {
+        let unit = try String(contentsOfFile: Environment.repository.appendingPathComponent("dist/weft.service").path, encoding: .utf8)
+        #expect(unit.contains("Type=notify"))
+        // verify checks that ExecStart's binary exists: point it at the one under test.
+        let directory = try makeTemporaryDirectory("unit")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let path = directory + "/weft.service"
+        try unit.replacingOccurrences(of: "/usr/local/bin/weft", with: Environment.weftBinary).write(toFile: path, atomically: true, encoding: .utf8)
+        let result = try run(["systemd-analyze", "verify", path], timeout: 60)
+        #expect(result.status == 0 && result.errorOutput.isEmpty && result.output.isEmpty, "\(result)")
+    }
+
     @Test("bad flags give one error line naming the problem", arguments: [
         (["run", "--subnet", "10.244.1.0/24"], "--subnet needs --network"),
         (["run", "--network", "10.244.0.0/33", "--subnet", "10.244.1.0/24"], "'10.244.0.0/33' is invalid for '--network <cidr>': the prefix length must be 0 to 32"),

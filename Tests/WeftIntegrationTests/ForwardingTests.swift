@@ -374,6 +374,47 @@ struct ForwardingTests {
         }
     }
 
+    /// flanneld's packaged units are Type=notify: systemd waits for READY=1 on $NOTIFY_SOCKET.
+    @Test("under a Type=notify unit weft sends READY=1 once forwarding and STOPPING=1 on stop")
+    func systemdNotification() throws {
+        let lab = try Lab()
+        let socket = "\(lab.stateDirectory)/notify"
+        let listener = try lab.spawn("nodeA", ["python3", "-c", """
+            import socket, sys
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            s.bind(sys.argv[1])
+            s.settimeout(30)
+            for _ in range(2):
+                print(s.recv(512).decode().replace("\\n", " | "), flush=True)
+            """, socket])
+        for _ in 0..<50 where access(socket, F_OK) != 0 { usleep(100_000) }
+        let weft = try lab.startWeft("nodeA", Lab.weftArguments(node: "nodeA"), environment: ["NOTIFY_SOCKET=\(socket)"])
+        let stopped = weft.stop()
+        #expect(stopped.status == 0, "\(stopped)")
+        let messages = listener.wait(seconds: 10).output.split(separator: "\n").map(String.init)
+        #expect(messages.count == 2, "\(messages)")
+        #expect(messages.first?.hasPrefix("READY=1 | STATUS=forwarding 10.244.1.0/24 on flannel0") == true, "\(messages)")
+        #expect(messages.last == "STOPPING=1", "\(messages)")
+    }
+
+    @Test("a flannel0 that is already there is refused with what it is and how to remove it, and left alone")
+    func existingTunIsRefused() throws {
+        let lab = try Lab()
+        try lab.exec("nodeA", ["ip", "tuntap", "add", "dev", "flannel0", "mode", "tun"])
+        let result = try lab.exec("nodeA", [Environment.weftBinary] + Lab.weftArguments(node: "nodeA"), timeout: 20)
+        #expect(result.status == 1, "\(result.transcript)")
+        #expect(result.errorOutput.split(separator: "\n").count == 1, "\(result.transcript)")
+        #expect(result.errorOutput.contains("flannel0: it already exists, a persistent TUN device"), "\(result.transcript)")
+        #expect(result.errorOutput.contains("ip link delete flannel0"), "\(result.transcript)")
+        let addresses = try lab.exec("nodeA", ["ip", "-4", "addr", "show", "dev", "flannel0"])
+        #expect(addresses.status == 0 && !addresses.output.contains("inet "), "the device is left as it was: \(addresses)")
+
+        // Deleted, it is weft's again.
+        try lab.exec("nodeA", ["ip", "link", "delete", "flannel0"])
+        let weft = try lab.startWeft("nodeA", Lab.weftArguments(node: "nodeA"))
+        #expect(weft.stop().status == 0)
+    }
+
     @Test("without the right to create a TUN, weft run says so in one line and exits non-zero")
     func missingPrivilege() throws {
         let lab = try Lab()
