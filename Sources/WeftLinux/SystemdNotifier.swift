@@ -1,3 +1,4 @@
+import CWeftLinux
 import Glibc
 
 /// sd_notify(3) without libsystemd: one datagram per state change to the AF_UNIX socket that

@@ -332,14 +332,26 @@ final class Node: @unchecked Sendable {
         let logger = self.logger
         maintenance = Task.detached { [self] in
             let ending = await leases.manager.maintain(leases.lease) { peers in
+                let previous = routes.current.routes
                 routes.replace(with: RouteTable(peers))
-                logger.info("peers changed: \(peers.count) route(s)")
+                logger.info("peers changed: \(peers.count) route(s)\(Node.routeChanges(from: previous, to: peers))")
             }
             if ending == .leaseLost {
                 leaseLost.store(true, ordering: .releasing)
                 stopRequest.signal()
             }
         }
+    }
+
+    /// "; added 10.244.3.0/24 via 198.18.0.3; removed …": which peers a route change concerns.
+    static func routeChanges(from previous: [Route], to current: [Route]) -> String {
+        let before = Set(previous), after = Set(current)
+        let added = current.filter { !before.contains($0) }
+        let removed = previous.filter { !after.contains($0) }
+        var text = ""
+        if !added.isEmpty { text += "; added " + added.map { "\($0.subnet) via \($0.nextHop)" }.joined(separator: ", ") }
+        if !removed.isEmpty { text += "; removed " + removed.map { "\($0.subnet) via \($0.nextHop)" }.joined(separator: ", ") }
+        return text
     }
 
     /// Tells systemd (when it started us as `Type=notify`); a failure is logged, not fatal: the
@@ -355,7 +367,13 @@ final class Node: @unchecked Sendable {
 
     private func installSignalHandlers() throws(SystemError) {
         signals = try SignalWatch([SIGINT, SIGTERM, SIGHUP]) { [self] number in
-            if number == SIGHUP { reloadPeers() } else { stopRequest.signal() }
+            if number == SIGHUP {
+                logger.info("SIGHUP received")
+                reloadPeers()
+            } else {
+                logger.info("\(number == SIGINT ? "SIGINT" : "SIGTERM") received: stopping")
+                stopRequest.signal()
+            }
         }
     }
 
@@ -366,8 +384,9 @@ final class Node: @unchecked Sendable {
             return
         }
         do {
+            let previous = routes.current.routes
             routes.replace(with: RouteTable(try peers.load()))
-            logger.info("peers reloaded from \(path): \(routes.current.count) route(s)")
+            logger.info("peers reloaded from \(path): \(routes.current.count) route(s)\(Self.routeChanges(from: previous, to: routes.current.routes))")
         } catch {
             logger.error("peers file \(path) not reloaded, keeping the current routes: \(error)")
         }

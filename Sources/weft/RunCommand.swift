@@ -148,11 +148,7 @@ struct RunCommand: AsyncParsableCommand {
 
     func run() async throws {
         let settings = try settings()
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = settings.logLevel
-            return handler
-        }
+        LoggingSystem.bootstrap { _ in LogLineHandler(level: settings.logLevel) }
         let logger = Logger(label: "weft")
         let node = try await Node.start(settings, logger: logger)
         let outcome = await node.waitForStop()

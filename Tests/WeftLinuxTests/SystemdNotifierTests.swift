@@ -1,3 +1,4 @@
+import CWeftLinux
 import Glibc
 import Testing
 @testable import WeftLinux
