@@ -115,7 +115,8 @@ public final class PcapReader {
             if message.contains("unknown file format") || message.contains("bad dump file format") {
                 throw PcapError("\(path): not a pcap file (\(message))")
             }
-            throw PcapError("\(path): \(message)")
+            // libpcap's message for a file it cannot open already starts with the path.
+            throw PcapError(message.hasPrefix(path) ? message : "\(path): \(message)")
         }
         self.handle = handle
         linkType = pcap_datalink(handle)

@@ -3,6 +3,7 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import NIOSSL
+import Synchronization
 import WeftRegistry
 
 /// One etcd client URL, parsed once: `http://` (plain) or `https://` (TLS through NIOSSL with
@@ -201,10 +202,32 @@ enum EtcdHTTP {
     /// returns false, the stream ends (returns normally) or the connection fails (throws
     /// EtcdTransportError). A non-200 status throws EtcdGatewayError. No deadline: a watch may be
     /// silent for hours (etcd sends nothing while no key changes); task cancellation closes the connection.
+    ///
+    /// A silent stream cannot tell an idle etcd from a frozen one (a stopped process, a hung
+    /// host: the kernel still accepts connections and keeps them open). So every
+    /// `probeInterval` `probe` asks the same member something cheap; when it does not answer
+    /// (false), the stream is closed and throws EtcdTransportError saying so.
     static func stream(_ endpoint: EtcdEndpoint, path: String, body: [UInt8], token: String?,
+                       probeInterval: Duration = .seconds(5), probe: (@Sendable () async -> Bool)? = nil,
                        onLine: ([UInt8]) async throws -> Bool) async throws
     {
         let connection = try await connect(endpoint)
+        let channel = connection.channel
+        let unanswered = ProbeVerdict()
+        let watchdog = probe.map { probe in
+            Task {
+                while !Task.isCancelled {
+                    do { try await Task.sleep(for: probeInterval) } catch { return }
+                    if await !probe() {
+                        if Task.isCancelled { return }
+                        unanswered.record()
+                        channel.close(promise: nil)
+                        return
+                    }
+                }
+            }
+        }
+        defer { watchdog?.cancel() }
         do {
             try await withTaskCancellationHandler {
                 try await connection.executeThenClose { inbound, outbound in
@@ -244,16 +267,20 @@ enum EtcdHTTP {
             } onCancel: {
                 connection.channel.close(promise: nil)
             }
-        } catch let error as EtcdTransportError {
-            throw error
-        } catch let error as EtcdGatewayError {
-            throw error
         } catch let error as RegistryError {
             // Thrown by `onLine` (a compacted watch): the caller's verdict, not a transport failure.
             throw error
         } catch {
             if Task.isCancelled { throw CancellationError() }
+            if unanswered.recorded {
+                throw EtcdTransportError(endpoint: endpoint.url, message: "watch closed: etcd did not answer a request within \(requestDeadline.nanoseconds / 1_000_000_000) s")
+            }
+            if let error = error as? EtcdTransportError { throw error }
+            if let error = error as? EtcdGatewayError { throw error }
             throw EtcdTransportError(endpoint: endpoint.url, message: explainClosed(describe(error), endpoint))
+        }
+        if unanswered.recorded {
+            throw EtcdTransportError(endpoint: endpoint.url, message: "watch closed: etcd did not answer a request within \(requestDeadline.nanoseconds / 1_000_000_000) s")
         }
     }
 
@@ -330,4 +357,11 @@ enum EtcdHTTP {
         if let colon = reason.lastIndex(of: ":") { reason = reason[reason.index(after: colon)...] }
         return reason.isEmpty ? text : String(reason)
     }
+}
+
+/// Set by a stream's watchdog when its probe went unanswered, read after the stream ends.
+private final class ProbeVerdict: Sendable {
+    private let unanswered = Atomic<Bool>(false)
+    func record() { unanswered.store(true, ordering: .releasing) }
+    var recorded: Bool { unanswered.load(ordering: .acquiring) }
 }

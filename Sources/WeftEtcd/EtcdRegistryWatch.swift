@@ -6,12 +6,15 @@ extension EtcdRegistry {
     /// `POST /v3/watch`. PUT → `.put`, DELETE (explicit, revoke or lease
     /// expiry) → `.delete`.
     ///
-    /// The stream survives etcd: when the connection ends cleanly or fails, or etcd cannot be
-    /// reached, it reconnects (the endpoint that answered last first, then the others) after
-    /// 100 ms doubling to 5 s, as flanneld does, resuming after the last revision delivered and
-    /// dropping anything at or below it. It finishes with `.compacted(revision)` when etcd no
-    /// longer has the events (the caller re-lists and watches from the list's revision), and
-    /// finishes cleanly when the consuming task is cancelled.
+    /// When a running stream ends or fails it reconnects at once (the endpoint that answered
+    /// last first, then the others), resuming after the last revision delivered and dropping
+    /// anything at or below it. When no endpoint takes the watch, it finishes with
+    /// `.unavailable` naming the last failure, so the caller sees the outage (LeaseManager logs
+    /// it, re-lists with back-off and watches again). A member that stops answering while the
+    /// stream is quiet (a frozen etcd) is found by a probe every 5 s on the same endpoint. It
+    /// finishes with `.compacted(revision)` when etcd no longer has the events (the caller
+    /// re-lists and watches from the list's revision), and cleanly when the consuming task is
+    /// cancelled.
     ///
     /// Gap: the watch is not opened with etcd's require-leader option, so a member cut off from
     /// its cluster keeps a quiet stream open instead of ending it.
@@ -20,13 +23,12 @@ extension EtcdRegistry {
     }
 
     static let minimumBackoff = 0.1
-    static let maximumBackoff = 5.0
 
     func watchLoop(prefix: String, after revision: Int64, deliver: (RegistryEvent) -> Void) async throws {
         var last = revision
-        var backoff = Self.minimumBackoff
         let key = base64(Self.rangeStart(prefix))
         let rangeEnd = base64(Self.prefixEnd(prefix))
+        var lastFailure = "no endpoint answered"
         while true {
             try Task.checkCancellation()
             let request = WatchRequest(
@@ -37,7 +39,13 @@ extension EtcdRegistry {
                 guard case .success(let endpoint) = parsed[index] else { continue }
                 do {
                     let token = try await self.token()
-                    try await EtcdHTTP.stream(endpoint, path: "/v3/watch", body: body, token: token) { line in
+                    let probeBody = try Array(JSONEncoder().encode(RangeRequest(key: key)))
+                    let probe: @Sendable () async -> Bool = {
+                        guard let answer = try? await EtcdHTTP.post(endpoint, path: "/v3/kv/range", body: probeBody, token: token) else { return false }
+                        // An auth failure or a gateway error is still an answer: the member is alive.
+                        return answer.status > 0
+                    }
+                    try await EtcdHTTP.stream(endpoint, path: "/v3/watch", body: body, token: token, probe: probe) { line in
                         guard let message = try? JSONDecoder().decode(WatchLine.self, from: Data(line)) else {
                             // An unreadable line means the stream is not what we think: start over.
                             throw EtcdTransportError(endpoint: endpoint.url, message: "unreadable watch message")
@@ -78,16 +86,18 @@ extension EtcdRegistry {
                     // compacted ends the watch; unavailable here only comes from authentication,
                     // which is worth retrying like a dead endpoint.
                     if case .compacted = error { throw error }
-                } catch is EtcdTransportError {
-                } catch is EtcdGatewayError {
+                } catch let error as EtcdTransportError {
+                    lastFailure = "\(error)"
+                } catch let error as EtcdGatewayError {
+                    lastFailure = "\(error)"
                 }
                 try Task.checkCancellation()
                 if established { break }
             }
+            // No endpoint took the watch: the caller decides how to wait (and says so).
+            guard established else { throw RegistryError.unavailable(lastFailure) }
             // A stream that was running means etcd was fine a moment ago: reconnect quickly.
-            if established { backoff = Self.minimumBackoff }
-            try await Task.sleep(for: .seconds(backoff))
-            backoff = min(backoff * 2, Self.maximumBackoff)
+            try await Task.sleep(for: .seconds(Self.minimumBackoff))
         }
     }
 }

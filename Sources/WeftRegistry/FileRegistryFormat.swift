@@ -171,7 +171,7 @@ enum FileRegistryFormat {
         do {
             record = try JSONDecoder().decode(LogRecord.self, from: Data(line))
         } catch {
-            throw .corrupt("\(location): not an event (\(error))")
+            throw .corrupt("\(location): not an event (\(describe(error)))")
         }
         switch record.type {
         case "put":

@@ -107,6 +107,11 @@ import WeftCore
             #expect("\(error)".contains("not supported"), "\(error)")
         }
         #expect(throws: PcapError.self) { try FlannelCapture.verify(file: directory + "/missing.pcap") }
+        do { _ = try FlannelCapture.verify(file: directory + "/missing.pcap") } catch {
+            let text = "\(error)"
+            #expect(text.components(separatedBy: "missing.pcap").count == 2, "the path once: \(text)")
+            #expect(text.contains("No such file"), "\(text)")
+        }
     }
 
     @Test("weft capture --verify passes a good file, fails a bad one with one line, and prints JSON")

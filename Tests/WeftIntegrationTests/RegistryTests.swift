@@ -178,7 +178,48 @@ struct EtcdNodeTests {
         }
         #expect(removed, "the deletion after etcd's return reached node A")
         #expect(weft.isRunning)
+        // The outage in the log: once when it began, once when it ended.
+        let log = weft.errorOutput
+        #expect(log.components(separatedBy: "registry unreachable").count == 2, "\(log)")
+        #expect(log.contains("registry reachable again after"), "\(log)")
         _ = etcd
+    }
+
+    /// A stopped etcd still accepts connections and keeps them open, so a quiet watch would
+    /// wait on it forever: Weft's probe finds it and the outage is logged like any other.
+    @Test("a frozen etcd is noticed and logged while forwarding goes on, and its return too")
+    func frozenEtcd() throws {
+        let lab = try Lab()
+        let etcd = try lab.startEtcd()
+        try lab.etcdkv(["put", "/coreos.com/network/config", #"{"Network":"10.244.0.0/16","Backend":{"Type":"udp"}}"#])
+        let weftA = try lab.startWeft("nodeA", try lab.registryArguments(node: 1, registry: .etcd))
+        let weftB = try lab.startWeft("nodeB", try lab.registryArguments(node: 2, registry: .etcd))
+        var ready = try lab.ping(from: "podA", "10.244.2.2", count: 1)
+        for _ in 0..<20 where ready.status != 0 {
+            usleep(250_000)
+            ready = try lab.ping(from: "podA", "10.244.2.2", count: 1)
+        }
+        #expect(ready.status == 0, "\(ready)")
+
+        etcd.signal(SIGSTOP)
+        var noticed = false
+        // A probe every 5 s with a 5 s deadline, once on the open stream and once on the reconnect.
+        for _ in 0..<160 where !noticed {
+            usleep(250_000)
+            noticed = weftA.errorOutput.contains("registry unreachable")
+        }
+        #expect(noticed, "a frozen etcd is logged within 40 s: \(weftA.errorOutput)")
+        let during = try lab.ping(from: "podA", "10.244.2.2", count: 3)
+        #expect(during.status == 0, "forwarding goes on: \(during)")
+
+        etcd.signal(SIGCONT)
+        var back = false
+        for _ in 0..<120 where !back {
+            usleep(250_000)
+            back = weftA.errorOutput.contains("registry reachable again")
+        }
+        #expect(back, "etcd's return is logged: \(weftA.errorOutput)")
+        #expect(weftA.isRunning && weftB.isRunning)
     }
 
     @Test("a node started before etcd, and before the net config exists, comes up once both are there")
