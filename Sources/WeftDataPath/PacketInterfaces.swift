@@ -2,7 +2,7 @@ import Glibc
 import WeftLinux
 
 /// The TUN side of the data path. A TUN hands over one packet (or, with offloads, one TCP
-/// super-packet) per read, so the reader batches by reading until the device would block.
+/// super-packet) per read, so a lane's sender batches by reading until the device would block.
 ///
 /// `TunDevice` is the real one; benchmarks and tests plug in in-memory fakes.
 public protocol PacketTunnel: AnyObject, Sendable {

@@ -13,7 +13,7 @@ import WeftLinux
 /// allocating. Packets written are recorded (tests) or only counted into `completion`
 /// (benchmarks). A test can make reads throw and writes fail or block.
 ///
-/// One thread reads (the TUN reader), any thread may write.
+/// One thread reads (a lane's sender), any thread may write.
 public final class FakeTunnel: PacketTunnel, @unchecked Sendable {
     public let vnetHeaderSize: Int
     public let acceptsUDPSuperPackets: Bool
@@ -73,7 +73,7 @@ public final class FakeTunnel: PacketTunnel, @unchecked Sendable {
 
     // MARK: test controls
 
-    /// Queues packets for the TUN reader, in order (with a virtio header first when
+    /// Queues packets for the sender that reads this TUN, in order (with a virtio header first when
     /// `vnetHeaderSize` is not 0).
     public func inject(_ packets: [[UInt8]]) {
         precondition(repeating == nil, "this fake TUN reads a packet set")
