@@ -38,7 +38,7 @@ struct CommandLineTests {
     ])
     func badFlags(arguments: [String], mention: String) throws {
         let result = try runWeft(arguments)
-        #expect(result.status != 0)
+        #expect(result.status == 64, "a usage error exits 64 (EX_USAGE): \(result.status)")
         let lines = result.errorOutput.split(separator: "\n")
         #expect(lines.count == 1, "one line: \(result.errorOutput)")
         #expect(result.errorOutput.hasPrefix("weft: ") && result.errorOutput.contains(mention), "\(result.errorOutput)")

@@ -58,9 +58,11 @@ import WeftCore
             let first = try await node.acquire(config: config).lease
             let again = try await manager(directory, publicIP: "198.18.0.1").acquire(config: config).lease
             #expect(again.subnet == first.subnet)
-            let previous = try await manager(directory, publicIP: "198.18.0.2", previous: "10.244.77.0/24").acquire(config: config).lease
-            #expect(previous.subnet == IPv4Prefix("10.244.77.0/24"))
-            let entry = try await FileRegistry(directory: directory).get("/coreos.com/network/subnets/10.244.77.0-24")
+            // Any free subnet but the first node's random one (1 in 100 it is 10.244.77.0/24).
+            let wanted = first.subnet == IPv4Prefix("10.244.77.0/24")! ? "10.244.78.0/24" : "10.244.77.0/24"
+            let previous = try await manager(directory, publicIP: "198.18.0.2", previous: wanted).acquire(config: config).lease
+            #expect(previous.subnet == IPv4Prefix(wanted))
+            let entry = try await FileRegistry(directory: directory).get(SubnetLease.key(for: IPv4Prefix(wanted)!, prefix: "/coreos.com/network"))
             #expect(entry.map { String(decoding: $0.value, as: UTF8.self) } == #"{"PublicIP":"198.18.0.2","PublicIPv6":null}"#)
         }
     }
