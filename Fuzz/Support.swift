@@ -20,11 +20,14 @@ func headerChecksumVerifies(_ packet: UnsafeRawBufferPointer) -> Bool {
     return packet.count >= length && referenceChecksum(UnsafeRawBufferPointer(rebasing: packet[0..<length])) == 0
 }
 
-/// The TCP or UDP checksum over pseudo-header and transport bytes of an IHL-5 packet verifies.
+/// The TCP or UDP checksum over pseudo-header and transport bytes verifies (IP options, if
+/// any, are not part of it).
 func transportChecksumVerifies(_ packet: UnsafeRawBufferPointer) -> Bool {
-    let length = packet.count - 20
+    let headerLength = Int(packet[0] & 0x0F) * 4
+    guard packet.count >= headerLength else { return false }
+    let length = packet.count - headerLength
     var bytes = Array(packet[12..<20]) + [0, packet[9], UInt8(length >> 8), UInt8(length & 0xFF)]
-    bytes += packet[20...]
+    bytes += packet[headerLength...]
     return bytes.withUnsafeBytes { referenceChecksum($0) } == 0
 }
 

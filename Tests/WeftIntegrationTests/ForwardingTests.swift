@@ -338,12 +338,7 @@ struct ForwardingTests {
 
         try "# node B left the cluster\n".write(toFile: peers, atomically: true, encoding: .utf8)
         weftA.signal(SIGHUP)
-        var reloaded = false
-        for _ in 0..<50 where !reloaded {
-            usleep(100_000)
-            reloaded = weftA.errorOutput.contains("peers reloaded from \(peers): 0 route(s)")
-        }
-        #expect(reloaded, "\(weftA.errorOutput)")
+        #expect(lab.waitForLog(weftA, containing: "peers reloaded from \(peers): 0 route(s)", seconds: 5), "\(weftA.errorOutput)")
         let after = try lab.ping(from: "podA", "10.244.2.2", count: 2)
         #expect(after.status != 0, "no route to a removed peer: \(after)")
         let summary = weftA.stop().output

@@ -177,6 +177,16 @@ final class Lab: @unchecked Sendable {
         throw LabError("\(name) did not come up in \(node) within \(seconds) s; stderr: \(process.errorOutput)")
     }
 
+    /// Waits up to `seconds` for `text` in a background command's stderr (its log); whether it came.
+    func waitForLog(_ process: BackgroundProcess, containing text: String, seconds: Double) -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            if process.errorOutput.contains(text) { return true }
+            usleep(100_000)
+        }
+        return process.errorOutput.contains(text)
+    }
+
     /// Pings from a namespace; returns ping's output.
     func ping(from node: String, _ address: String, count: Int = 3, extra: [String] = []) throws -> CommandResult {
         try exec(node, ["ping", "-n", "-c", String(count), "-i", "0.2", "-W", "2"] + extra + [address], timeout: Double(count) * 3 + 10)

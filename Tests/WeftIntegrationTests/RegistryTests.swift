@@ -202,23 +202,15 @@ struct EtcdNodeTests {
         #expect(ready.status == 0, "\(ready)")
 
         etcd.signal(SIGSTOP)
-        var noticed = false
         // A probe every 5 s with a 5 s deadline, once on the open stream and once on the reconnect.
-        for _ in 0..<160 where !noticed {
-            usleep(250_000)
-            noticed = weftA.errorOutput.contains("registry unreachable")
-        }
-        #expect(noticed, "a frozen etcd is logged within 40 s: \(weftA.errorOutput)")
+        #expect(lab.waitForLog(weftA, containing: "registry unreachable", seconds: 40),
+                "a frozen etcd is logged within 40 s: \(weftA.errorOutput)")
         let during = try lab.ping(from: "podA", "10.244.2.2", count: 3)
         #expect(during.status == 0, "forwarding goes on: \(during)")
 
         etcd.signal(SIGCONT)
-        var back = false
-        for _ in 0..<120 where !back {
-            usleep(250_000)
-            back = weftA.errorOutput.contains("registry reachable again")
-        }
-        #expect(back, "etcd's return is logged: \(weftA.errorOutput)")
+        #expect(lab.waitForLog(weftA, containing: "registry reachable again", seconds: 30),
+                "etcd's return is logged: \(weftA.errorOutput)")
         #expect(weftA.isRunning && weftB.isRunning)
     }
 
