@@ -75,8 +75,8 @@ public enum TCPCoalescer {
             else { return false }
         }
 
-        if totalPayload == firstPayload && !tcpChecksumVerifies(first) { return false }
-        return tcpChecksumVerifies(next)
+        if totalPayload == firstPayload && !OffloadField.transportChecksumVerifies(first) { return false }
+        return OffloadField.transportChecksumVerifies(next)
     }
 
     /// Turns `first`'s header (in place) into the header of the joined packet: IP total length =
@@ -109,14 +109,6 @@ public enum TCPCoalescer {
         )
     }
 
-    /// Whether the TCP checksum of a packet `payloadLength(_:)` accepts verifies (sum over
-    /// pseudo-header and segment is 0xFFFF, i.e. its complement is 0).
-    static func tcpChecksumVerifies(_ packet: UnsafeRawBufferPointer) -> Bool {
-        let ip = packet.baseAddress!
-        let segment = UnsafeRawBufferPointer(start: ip + 20, count: packet.count - 20)
-        let pseudo = OffloadField.pseudoHeaderSum(ip, transportLength: segment.count)
-        return InternetChecksum.partialSum(segment, initial: pseudo) == 0xFFFF
-    }
 }
 
 /// Software GRO for UDP: joins consecutive inner UDP datagrams of one flow (a UDP flood received
@@ -170,8 +162,8 @@ public enum UDPCoalescer {
               F.load32(a, 12) == F.load32(b, 12), F.load32(a, 16) == F.load32(b, 16),
               F.load32(a, 20) == F.load32(b, 20)
         else { return false }
-        if totalPayload == firstPayload && !udpChecksumVerifies(first) { return false }
-        return udpChecksumVerifies(next)
+        if totalPayload == firstPayload && !OffloadField.transportChecksumVerifies(first) { return false }
+        return OffloadField.transportChecksumVerifies(next)
     }
 
     /// Turns `first`'s header (in place) into the joined packet's: IP total length and UDP length
@@ -192,13 +184,5 @@ public enum UDPCoalescer {
             headerLength: UInt16(headerLength), gsoSize: UInt16(gsoSize),
             checksumStart: 20, checksumOffset: 6
         )
-    }
-
-    /// Whether the UDP checksum of a packet `payloadLength(_:)` accepts verifies.
-    static func udpChecksumVerifies(_ packet: UnsafeRawBufferPointer) -> Bool {
-        let ip = packet.baseAddress!
-        let datagram = UnsafeRawBufferPointer(start: ip + 20, count: packet.count - 20)
-        let pseudo = OffloadField.pseudoHeaderSum(ip, transportLength: datagram.count)
-        return InternetChecksum.partialSum(datagram, initial: pseudo) == 0xFFFF
     }
 }

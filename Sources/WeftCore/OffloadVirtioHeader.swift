@@ -136,4 +136,14 @@ enum OffloadField {
         let protocolNumber = UInt16(ip.load(fromByteOffset: 9, as: UInt8.self))
         return InternetChecksum.combine(InternetChecksum.combine(addresses, protocolNumber), UInt16(transportLength))
     }
+
+    /// Whether the TCP or UDP checksum of an IHL-5 packet whose total length is `packet.count`
+    /// verifies: the sum over pseudo-header and transport bytes is 0xFFFF (its complement 0).
+    /// The coalescers check every packet they join with it.
+    static func transportChecksumVerifies(_ packet: UnsafeRawBufferPointer) -> Bool {
+        let ip = packet.baseAddress!
+        let transport = UnsafeRawBufferPointer(start: ip + 20, count: packet.count - 20)
+        let pseudo = pseudoHeaderSum(ip, transportLength: transport.count)
+        return InternetChecksum.partialSum(transport, initial: pseudo) == 0xFFFF
+    }
 }
