@@ -228,6 +228,8 @@ enum EtcdHTTP {
             }
         }
         defer { watchdog?.cancel() }
+        let unansweredProbe = EtcdTransportError(
+            endpoint: endpoint.url, message: "watch closed: etcd did not answer a request within \(requestDeadline.nanoseconds / 1_000_000_000) s")
         do {
             try await withTaskCancellationHandler {
                 try await connection.executeThenClose { inbound, outbound in
@@ -272,16 +274,12 @@ enum EtcdHTTP {
             throw error
         } catch {
             if Task.isCancelled { throw CancellationError() }
-            if unanswered.recorded {
-                throw EtcdTransportError(endpoint: endpoint.url, message: "watch closed: etcd did not answer a request within \(requestDeadline.nanoseconds / 1_000_000_000) s")
-            }
+            if unanswered.recorded { throw unansweredProbe }
             if let error = error as? EtcdTransportError { throw error }
             if let error = error as? EtcdGatewayError { throw error }
             throw EtcdTransportError(endpoint: endpoint.url, message: explainClosed(describe(error), endpoint))
         }
-        if unanswered.recorded {
-            throw EtcdTransportError(endpoint: endpoint.url, message: "watch closed: etcd did not answer a request within \(requestDeadline.nanoseconds / 1_000_000_000) s")
-        }
+        if unanswered.recorded { throw unansweredProbe }
     }
 
     /// A TLS 1.3 server that refuses the client's certificate, or wants one, says so in an alert

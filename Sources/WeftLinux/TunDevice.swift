@@ -173,10 +173,7 @@ public final class TunDevice: @unchecked Sendable {
     public static func existingDevice(named name: String) -> ExistingDevice? {
         guard !name.contains("%"), !name.contains("/"), !name.isEmpty, if_nametoindex(name) != 0 else { return nil }
         // tun_flags exists for TUN and TAP devices only; IFF_PERSIST is 0x800.
-        guard let flags = (try? FileContents.read("/sys/class/net/\(name)/tun_flags"))
-            .flatMap({ $0.split(whereSeparator: \.isWhitespace).first })
-            .flatMap({ Int($0.hasPrefix("0x") ? $0.dropFirst(2) : $0, radix: 16) })
-        else { return .otherInterface }
+        guard let flags = interfaceAttribute(name, "tun_flags", radix: 16) else { return .otherInterface }
         return flags & 0x800 != 0 ? .persistentTUN : .tunInUse
     }
 
@@ -185,9 +182,17 @@ public final class TunDevice: @unchecked Sendable {
     /// when the queue's ring is full, so a sender that outpaces the reader loses packets here,
     /// never in Weft, and feels no backpressure. nil when the counter cannot be read.
     public var kernelDrops: Int? {
-        (try? FileContents.read("/sys/class/net/\(name)/statistics/tx_dropped"))
-            .flatMap { $0.split(whereSeparator: \.isWhitespace).first }
-            .flatMap { Int($0) }
+        Self.interfaceAttribute(name, "statistics/tx_dropped", radix: 10)
+    }
+
+    /// A number from /sys/class/net/`name`/`attribute` ("0x" allowed in base 16); nil when the
+    /// file is missing or holds something else.
+    private static func interfaceAttribute(_ name: String, _ attribute: String, radix: Int) -> Int? {
+        guard let text = try? FileContents.read("/sys/class/net/\(name)/\(attribute)"),
+              var word = text.split(whereSeparator: \.isWhitespace).first
+        else { return nil }
+        if radix == 16, word.hasPrefix("0x") { word = word.dropFirst(2) }
+        return Int(word, radix: radix)
     }
 
     /// Closes the descriptor, which removes the device with its addresses and routes. Idempotent.
