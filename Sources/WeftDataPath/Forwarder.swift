@@ -159,19 +159,6 @@ public final class Forwarder: @unchecked Sendable {
         self.wakeup = try EventFD()
     }
 
-    /// One lane: the single-queue TUN and the one socket flanneld's layout has.
-    public convenience init(
-        tunnel: any PacketTunnel,
-        transport: any DatagramTransport,
-        routes: RouteTableStore,
-        configuration: ForwarderConfiguration,
-        counters: Counters = Counters(),
-        onFatalError: @escaping @Sendable (String) -> Void = { _ in }
-    ) throws {
-        try self.init(lanes: [DataPathLane(tunnel: tunnel, transport: transport)], routes: routes,
-                      configuration: configuration, counters: counters, onFatalError: onFatalError)
-    }
-
     deinit {
         wakeup.close()
     }

@@ -67,8 +67,6 @@ final class Node: @unchecked Sendable {
     /// flannel0's queues and the socket group: one of each per worker.
     private let tunQueues: [TunDevice]
     private let sockets: [UDPSocket]
-    /// flannel0's kernel drop count when forwarding began (not 0 on a device that existed).
-    private let kernelDropsAtStart: Int
     private let routes: RouteTableStore
     private let forwarder: Forwarder
     /// Signalled by SIGINT/SIGTERM, a lost lease and a data-path failure.
@@ -89,7 +87,6 @@ final class Node: @unchecked Sendable {
         self.logger = logger
         self.tunQueues = tunQueues
         self.sockets = sockets
-        kernelDropsAtStart = tunQueues[0].kernelDrops ?? 0
         self.routes = routes
         self.forwarder = forwarder
         self.stopRequest = stopRequest
@@ -417,8 +414,9 @@ final class Node: @unchecked Sendable {
         forwarder.stop()
         var summary = forwarder.counters.snapshot()
         // The kernel's drops in front of the TUN belong in the same account as Weft's own.
-        if let kernelDrops = tunQueues[0].kernelDrops, kernelDrops > kernelDropsAtStart {
-            summary.drops[.tunToUDP, default: [:]][.tunQueueFull] = kernelDrops - kernelDropsAtStart
+        // flannel0 is always Weft's own (an existing one is refused), so its count starts at 0.
+        if let kernelDrops = tunQueues[0].kernelDrops, kernelDrops > 0 {
+            summary.drops[.tunToUDP, default: [:]][.tunQueueFull] = kernelDrops
         }
         for queue in tunQueues { queue.close() }
         for socket in sockets { socket.close() }
