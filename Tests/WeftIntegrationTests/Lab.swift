@@ -138,6 +138,12 @@ final class Lab: @unchecked Sendable {
         return etcd
     }
 
+    /// flannel's net config for the lab's network, written into the lab's etcd as flanneld's
+    /// operators do before any node starts.
+    func putEtcdNetConfig() throws {
+        try etcdkv(["put", "/coreos.com/network/config", #"{"Network":"10.244.0.0/16","Backend":{"Type":"udp"}}"#])
+    }
+
     /// tools/testpeers/etcdkv.py against the lab's etcd: flanneld's view of the keys.
     @discardableResult
     func etcdkv(_ arguments: [String]) throws -> CommandResult {

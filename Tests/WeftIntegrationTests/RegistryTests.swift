@@ -146,7 +146,7 @@ struct EtcdNodeTests {
     func etcdLeases() throws {
         let lab = try Lab()
         var etcd = try lab.startEtcd()
-        try lab.etcdkv(["put", "/coreos.com/network/config", #"{"Network":"10.244.0.0/16","Backend":{"Type":"udp"}}"#])
+        try lab.putEtcdNetConfig()
         let weft = try lab.startWeft("nodeA", try lab.registryArguments(node: 1, registry: .etcd))
 
         // Weft's own lease, byte for byte what flanneld v0.14+ writes.
@@ -191,7 +191,7 @@ struct EtcdNodeTests {
     func frozenEtcd() throws {
         let lab = try Lab()
         let etcd = try lab.startEtcd()
-        try lab.etcdkv(["put", "/coreos.com/network/config", #"{"Network":"10.244.0.0/16","Backend":{"Type":"udp"}}"#])
+        try lab.putEtcdNetConfig()
         let weftA = try lab.startWeft("nodeA", try lab.registryArguments(node: 1, registry: .etcd))
         let weftB = try lab.startWeft("nodeB", try lab.registryArguments(node: 2, registry: .etcd))
         var ready = try lab.ping(from: "podA", "10.244.2.2", count: 1)
@@ -230,7 +230,7 @@ struct EtcdNodeTests {
         _ = try lab.startEtcd()
         usleep(1_500_000)
         #expect(weft.isRunning, "weft waits for the net config too: \(weft.errorOutput)")
-        try lab.etcdkv(["put", "/coreos.com/network/config", #"{"Network":"10.244.0.0/16","Backend":{"Type":"udp"}}"#])
+        try lab.putEtcdNetConfig()
         try lab.waitForLink("flannel0", in: "nodeA", process: weft, seconds: 30)
         var lease = try lab.etcdkv(["get", "/coreos.com/network/subnets/10.244.1.0-24"])
         for _ in 0..<40 where lease.output.isEmpty {
