@@ -24,6 +24,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // What Swift cannot import from Glibc: TUN ioctls, mmsghdr, eventfd. No logic.
@@ -52,6 +53,20 @@ let package = Package(
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ]
         ),
+        // What operators see of a running node: /healthz, /readyz, /metrics (Prometheus text,
+        // from swift-prometheus) and the status that `weft status` prints, served by a small
+        // SwiftNIO HTTP/1.1 server on loopback TCP and a Unix socket. Reads the data path's
+        // counters at request time; never on the packet path.
+        .target(
+            name: "WeftOperations",
+            dependencies: [
+                "WeftCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ]
+        ),
         // libpcap (Debian's libpcap-dev) as a system library: capture and pcap files.
         .systemLibrary(name: "CPcap", pkgConfig: "libpcap", providers: [.apt(["libpcap-dev"])]),
         // Packet capture: flannel-udp decoding and verdicts, pcap files, live capture.
@@ -72,7 +87,7 @@ let package = Package(
         .executableTarget(
             name: "weft",
             dependencies: [
-                "WeftCore", "WeftLinux", "WeftDataPath", "WeftRegistry", "WeftEtcd", "WeftCapture", "WeftBench", "WeftLab",
+                "WeftCore", "WeftLinux", "WeftDataPath", "WeftRegistry", "WeftEtcd", "WeftCapture", "WeftBench", "WeftLab", "WeftOperations",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -88,6 +103,7 @@ let package = Package(
         .testTarget(name: "WeftIntegrationTests", dependencies: ["WeftCore", "WeftLinux", "WeftRegistry", "WeftCapture", "WeftLab", "WeftTestSupport"]),
         .testTarget(name: "WeftBenchTests", dependencies: ["WeftBench", "WeftLinux", "WeftCore", "WeftTestSupport", "WeftDataPathTesting"]),
         .testTarget(name: "WeftLabTests", dependencies: ["WeftLab", "WeftLinux"]),
+        .testTarget(name: "WeftOperationsTests", dependencies: ["WeftOperations", "WeftCore", "WeftTestSupport"]),
         // The CLI's own rules (static peers, argument types), through @testable import.
         .testTarget(name: "WeftCommandTests", dependencies: ["weft", "WeftCore"]),
     ],

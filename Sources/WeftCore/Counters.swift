@@ -148,6 +148,32 @@ public struct CounterSnapshot: Equatable, Sendable {
         return (parts + [dropText]).joined(separator: ", ")
     }
 
+    /// What moved since `earlier`, `seconds` before: "tun→udp +1200 pkts (120.0/s) 1.5 MB,
+    /// udp→tun +1190 pkts (119.0/s) 1.4 MB, icmp +0, drops: udp→tun unknown-peer +5"; nil when
+    /// nothing did.
+    public func changes(since earlier: CounterSnapshot, seconds: Double) -> String? {
+        var parts: [String] = [], moved = false
+        for direction in Direction.allCases {
+            let packetDelta = (packets[direction] ?? 0) - (earlier.packets[direction] ?? 0)
+            let byteDelta = (bytes[direction] ?? 0) - (earlier.bytes[direction] ?? 0)
+            moved = moved || packetDelta != 0
+            // Tenths, since a trickle (a ping every few seconds) is what a debugging operator looks for.
+            let tenths = seconds > 0 ? Int((Double(packetDelta) * 10 / seconds).rounded()) : 0
+            parts.append("\(direction) +\(packetDelta) pkts (\(tenths / 10).\(tenths % 10)/s) \(CounterSnapshot.formatBytes(byteDelta))")
+        }
+        parts.append("icmp +\(icmpSent - earlier.icmpSent)")
+        moved = moved || icmpSent != earlier.icmpSent
+        var dropParts: [String] = []
+        for direction in Direction.allCases {
+            for reason in DropReason.allCases {
+                let delta = (drops[direction]?[reason] ?? 0) - (earlier.drops[direction]?[reason] ?? 0)
+                if delta != 0 { dropParts.append("\(direction) \(reason) +\(delta)") }
+            }
+        }
+        guard moved || !dropParts.isEmpty else { return nil }
+        return (parts + [dropParts.isEmpty ? "drops: none" : "drops: " + dropParts.joined(separator: ", ")]).joined(separator: ", ")
+    }
+
     /// SI units with one decimal ("1.5 MB"), written by hand because WeftCore has no Foundation.
     static func formatBytes(_ count: Int) -> String {
         let units: [(String, Int)] = [("TB", 1_000_000_000_000), ("GB", 1_000_000_000), ("MB", 1_000_000), ("kB", 1_000)]

@@ -42,4 +42,12 @@ public enum Direction: Int, CaseIterable, Sendable, CustomStringConvertible {
         case .udpToTun: "udp→tun"
         }
     }
+
+    /// The label in metrics and in `weft status --json`: "tun_to_udp" or "udp_to_tun".
+    public var metricName: String {
+        switch self {
+        case .tunToUDP: "tun_to_udp"
+        case .udpToTun: "udp_to_tun"
+        }
+    }
 }

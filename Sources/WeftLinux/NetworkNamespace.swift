@@ -8,6 +8,15 @@ public enum NetworkNamespace {
     /// The path of a namespace made by `ip netns add NAME`.
     public static func path(named name: String) -> String { "/run/netns/" + name }
 
+    /// The calling thread's network namespace as the kernel numbers it (the inode of
+    /// /proc/thread-self/ns/net, which `ip netns identify` and `lsns` show too); nil if /proc
+    /// is not mounted.
+    public static func currentIdentifier() -> UInt64? {
+        var info = stat()
+        guard stat("/proc/thread-self/ns/net", &info) == 0 else { return nil }
+        return UInt64(info.st_ino)
+    }
+
     /// Runs `body` with the calling thread in the network namespace at `path`, then returns the
     /// thread to the namespace it was in, also when `body` throws. Needs CAP_SYS_ADMIN.
     public static func withEntered<T>(path: String, _ body: () throws -> T) throws -> T {

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import WeftCore
 
 /// What a node's lease manager needs besides its registry.
@@ -52,6 +53,34 @@ public final class LeaseManager: Sendable {
     public let registry: any SubnetRegistry
     public let configuration: LeaseManagerConfiguration
     private let log: @Sendable (String) -> Void
+    private let state = Mutex(Health(leaseExpiresAt: nil, registryReachable: true, failedRequests: 0))
+
+    /// What /readyz, /metrics and `weft status` show of the lease and the registry.
+    public struct Health: Sendable, Equatable {
+        /// Seconds since 1970 when this node's lease runs out unless renewed; nil before one is held.
+        public var leaseExpiresAt: Double?
+        /// False from a failed request until the next one succeeds.
+        public var registryReachable: Bool
+        /// Failed requests since start: waiting at start, renewals and the peer watch.
+        public var failedRequests: Int
+    }
+
+    public var health: Health { state.withLock { $0 } }
+
+    private func recordSuccess(leaseRenewed: Bool = false) {
+        let expiresAt = expiry()
+        state.withLock {
+            $0.registryReachable = true
+            if leaseRenewed { $0.leaseExpiresAt = expiresAt }
+        }
+    }
+
+    private func recordFailure() {
+        state.withLock {
+            $0.registryReachable = false
+            $0.failedRequests += 1
+        }
+    }
 
     /// flanneld's `raceRetries`.
     public static let acquireAttempts = 10
@@ -101,12 +130,14 @@ public final class LeaseManager: Sendable {
         while true {
             do {
                 let value = try await operation()
+                recordSuccess()
                 if failures > 0 {
                     log("\(step): succeeded after \(failures) failed attempts in \(Int((Date().timeIntervalSince1970 - started).rounded())) s")
                 }
                 return value
             } catch let error where Self.isWorthWaitingFor(error) {
                 failures += 1
+                recordFailure()
                 log("\(step): \(error); trying again in \(Self.format(delay)) s")
                 try await Task.sleep(for: .seconds(delay))
                 delay = min(maxDelay, delay * 2)
@@ -153,11 +184,13 @@ public final class LeaseManager: Sendable {
             case .renew(let lease)?:
                 _ = try await registry.put(key(lease.subnet), value: value, ttl: configuration.ttl)
                 log("renewed our lease \(lease.subnet)")
+                recordSuccess(leaseRenewed: true)
                 return Acquisition(lease: SubnetLease(subnet: lease.subnet, publicIP: configuration.publicIP, expiration: expiry()), wasCreated: false)
             case .previous(let subnet)?, .random(let subnet)?:
                 do {
                     _ = try await registry.create(key(subnet), value: value, ttl: configuration.ttl)
                     log("acquired lease \(subnet)")
+                    recordSuccess(leaseRenewed: true)
                     return Acquisition(lease: SubnetLease(subnet: subnet, publicIP: configuration.publicIP, expiration: expiry()), wasCreated: true)
                 } catch RegistryError.alreadyExists {
                     log("lease \(subnet) was taken by another node first; choosing again")
@@ -219,8 +252,10 @@ public final class LeaseManager: Sendable {
             do {
                 _ = try await registry.put(key(lease.subnet), value: value, ttl: configuration.ttl)
                 log("renewed lease \(lease.subnet)")
+                recordSuccess(leaseRenewed: true)
                 wait = max(1, configuration.ttl - configuration.renewMargin)
             } catch {
+                recordFailure()
                 log("renewing lease \(lease.subnet) failed, retrying in 1 min: \(error)")
                 wait = min(60, max(1, configuration.renewMargin / 2))
             }
@@ -245,6 +280,7 @@ public final class LeaseManager: Sendable {
                 if revision == nil {
                     // (Re-)list: at start, after a compaction, after the registry came back.
                     let (entries, listed) = try await registry.list(prefix: configuration.subnetsPrefix)
+                    recordSuccess()
                     endOutage()
                     if !entries.contains(where: { $0.key == ownKey }) { return .leaseLost }
                     peers = [:]
@@ -280,6 +316,7 @@ public final class LeaseManager: Sendable {
                     outage = (Date().timeIntervalSince1970, 0)
                 }
                 outage?.retries += 1
+                recordFailure()
                 revision = nil
                 do { try await Task.sleep(for: .seconds(backoff)) } catch { return .cancelled }
                 backoff = min(5, backoff * 2)

@@ -19,7 +19,6 @@ enum FlanneldFlags {
     static let notImplemented: [String: Unimplemented] = {
         let kubernetes = "Weft leases subnets from etcd (--etcd-endpoints) or its file registry (--subnet-dir), not from the Kubernetes API"
         let iptables = "Weft does not manage iptables rules"
-        let health = "Weft has no health endpoint yet"
         func flag(_ reason: String) -> Unimplemented { Unimplemented(reason: reason, harmless: nil) }
         func option(_ reason: String, _ harmless: Set<String>) -> Unimplemented { Unimplemented(reason: reason, harmless: harmless) }
         return [
@@ -33,7 +32,6 @@ enum FlanneldFlags {
             "ip-blackhole-route": flag("Weft does not add blackhole routes"),
             "iface-can-reach": option("choose the interface with --iface or --iface-regex", [""]),
             "public-ipv6": option("flannel's udp backend carries IPv4 only", [""]),
-            "healthz-ip": option(health, ["0.0.0.0"]), "healthz-port": option(health, ["0"]),
             // klog's flags, which flanneld accepts: Weft's verbosity is --log-level.
             "v": option("Weft logs at --log-level", ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10"]),
             "vmodule": option("Weft logs at --log-level", [""]),

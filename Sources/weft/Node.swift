@@ -1,4 +1,5 @@
 import Dispatch
+import Foundation
 import Glibc
 import Logging
 import Synchronization
@@ -6,6 +7,7 @@ import WeftCore
 import WeftDataPath
 import WeftEtcd
 import WeftLinux
+import WeftOperations
 import WeftRegistry
 
 /// Everything `weft run` needs after parsing, with defaults applied.
@@ -24,6 +26,9 @@ struct RunSettings {
     var logLevel: Logger.Level
     /// systemd's $NOTIFY_SOCKET (a `Type=notify` unit): told READY=1 and STOPPING=1.
     var notifier: SystemdNotifier?
+    /// Where /healthz, /readyz, /metrics and /status are served (the status socket, and
+    /// flanneld's --healthz-port when set).
+    var operations: [OperationsListener] = []
 }
 
 /// Where this node's subnet and its peers come from.
@@ -73,15 +78,26 @@ final class Node: @unchecked Sendable {
     private let stopRequest: DispatchSemaphore
     private let failure: Failure
     private let leaseLost = Atomic<Bool>(false)
+    private let stopping = Atomic<Bool>(false)
     private var signals: SignalWatch?
     private var maintenance: Task<Void, Never>?
+    private var trafficLog: Task<Void, Never>?
+    private let operations: OperationsServer?
+    private let startedAt = Date().timeIntervalSince1970
 
     /// The first data-path failure, kept for the exit message.
     final class Failure: Sendable {
         let message = Mutex<String?>(nil)
     }
 
-    private init(settings: RunSettings, assignment: Assignment, logger: Logger, tunQueues: [TunDevice], sockets: [UDPSocket], routes: RouteTableStore, forwarder: Forwarder, stopRequest: DispatchSemaphore, failure: Failure) {
+    /// What the operations server shows: nothing until the node exists, since the server
+    /// listens before the lease is taken (a busy status socket fails the start early).
+    final class StatusBoard: Sendable {
+        let node = Mutex<Node?>(nil)
+        func status() -> NodeStatus? { node.withLock { $0 }?.status() }
+    }
+
+    private init(settings: RunSettings, assignment: Assignment, logger: Logger, tunQueues: [TunDevice], sockets: [UDPSocket], routes: RouteTableStore, forwarder: Forwarder, stopRequest: DispatchSemaphore, failure: Failure, operations: OperationsServer?) {
         self.settings = settings
         self.assignment = assignment
         self.logger = logger
@@ -91,6 +107,7 @@ final class Node: @unchecked Sendable {
         self.forwarder = forwarder
         self.stopRequest = stopRequest
         self.failure = failure
+        self.operations = operations
     }
 
     /// The underlay interface and the address to bind, by flanneld's rules (`UnderlayRequest`).
@@ -122,8 +139,36 @@ final class Node: @unchecked Sendable {
     /// node that never forwarded does not linger on the others as a peer for the lease's TTL.
     /// The socket and the TUN clean themselves up when released (flannel0 goes with its address
     /// and route).
+    ///
+    /// The operations endpoints listen first, so /healthz answers (and /readyz says "starting")
+    /// while the node waits for its registry, and a second weft in the same namespace is
+    /// refused before it touches anything.
     static func start(_ settings: RunSettings, logger: Logger) async throws -> Node {
         let (underlay, bindAddress) = try underlayInterface(settings, logger: logger)
+        let board = StatusBoard()
+        var operations: OperationsServer?
+        if !settings.operations.isEmpty {
+            do {
+                let server = try await OperationsServer.start(settings.operations) { board.status() }
+                logger.info("serving /healthz, /readyz, /metrics and /status on \(server.listeners.map(\.description).joined(separator: " and "))")
+                operations = server
+            } catch {
+                throw RunError("\(error)")
+            }
+        }
+        do {
+            let node = try await startForwarding(settings, underlay: underlay, bindAddress: bindAddress, operations: operations, logger: logger)
+            board.node.withLock { $0 = node }
+            return node
+        } catch {
+            await operations?.stop()
+            throw error
+        }
+    }
+
+    private static func startForwarding(
+        _ settings: RunSettings, underlay: NetworkInterface, bindAddress: IPv4Address, operations: OperationsServer?, logger: Logger
+    ) async throws -> Node {
         let ifaceName = underlay.name
         let pathMTU = OverlayDevice.pathMTU(underlayMTU: underlay.mtu)
         guard pathMTU >= 576 else {
@@ -165,7 +210,7 @@ final class Node: @unchecked Sendable {
         let assignment = try await source.assign(logger: logger)
         do {
             return try finishStart(settings, assignment: assignment, logger: logger, tunQueues: tunQueues, sockets: sockets,
-                                   offload: offload, underlayMTU: underlay.mtu, pathMTU: pathMTU,
+                                   offload: offload, underlayMTU: underlay.mtu, pathMTU: pathMTU, operations: operations,
                                    description: "via \(ifaceName) \(bindAddress):\(port); public ip \(publicIP)")
         } catch {
             if let leases = assignment.leases, leases.wasCreated {
@@ -182,7 +227,7 @@ final class Node: @unchecked Sendable {
     /// The steps after the lease: flannel0's address and route, the threads, subnet.env, signals.
     private static func finishStart(
         _ settings: RunSettings, assignment: Assignment, logger: Logger, tunQueues: [TunDevice], sockets: [UDPSocket],
-        offload: Offload, underlayMTU: Int, pathMTU: Int, description: String
+        offload: Offload, underlayMTU: Int, pathMTU: Int, operations: OperationsServer?, description: String
     ) throws -> Node {
         let tun = tunQueues[0]
         do {
@@ -214,10 +259,11 @@ final class Node: @unchecked Sendable {
                 throw RunError("cannot write \(leases.subnetFile): \(error)")
             }
         }
-        let node = Node(settings: settings, assignment: assignment, logger: logger, tunQueues: tunQueues, sockets: sockets, routes: routes, forwarder: forwarder, stopRequest: stopRequest, failure: failure)
+        let node = Node(settings: settings, assignment: assignment, logger: logger, tunQueues: tunQueues, sockets: sockets, routes: routes, forwarder: forwarder, stopRequest: stopRequest, failure: failure, operations: operations)
         do { try node.installSignalHandlers() } catch { throw RunError("cannot watch for signals: \(error)") }
         forwarder.start()
         node.startLeaseMaintenance()
+        node.startTrafficLog()
         node.notifySystemd("READY=1\nSTATUS=forwarding \(assignment.subnet) on \(tun.name)")
         logger.info("forwarding \(assignment.subnet) on \(tun.name) (mtu \(pathMTU)) \(description); \(assignment.peers.count) peer(s), \(settings.workers) worker(s), offloads \(offload)\(offload.usesSuperPackets && tun.acceptsUDPSuperPackets ? " and UDP super-packets to \(tun.name)" : "")")
         return node
@@ -322,6 +368,58 @@ final class Node: @unchecked Sendable {
         }
     }
 
+    /// The data path's totals now, with the kernel's drops in front of the TUN in the same
+    /// account as Weft's own. flannel0 is always Weft's own (an existing one is refused), so the
+    /// kernel's count starts at 0.
+    private func counters() -> CounterSnapshot {
+        var snapshot = forwarder.counters.snapshot()
+        if let kernelDrops = tunQueues[0].kernelDrops, kernelDrops > 0 {
+            snapshot.drops[.tunToUDP, default: [:]][.tunQueueFull] = kernelDrops
+        }
+        return snapshot
+    }
+
+    /// What the operations endpoints serve, read now.
+    func status() -> NodeStatus {
+        var lease: NodeStatus.Lease?
+        var registry: NodeStatus.Registry?
+        if let leases = assignment.leases {
+            let health = leases.manager.health
+            lease = health.leaseExpiresAt.map { NodeStatus.Lease(subnet: "\(leases.lease.subnet)", expiresAt: $0) }
+            let kind: String
+            if case .registry(let registrySettings) = settings.leases, case .etcd = registrySettings.store { kind = "etcd" } else { kind = "file" }
+            registry = NodeStatus.Registry(kind: kind, reachable: health.registryReachable, failedRequests: health.failedRequests)
+        }
+        let running = failure.message.withLock { $0 == nil } && !stopping.load(ordering: .acquiring)
+        return NodeStatus(
+            network: "\(assignment.network)", subnet: "\(assignment.subnet)", tunName: tunQueues[0].name, workers: tunQueues.count,
+            startedAt: startedAt, forwarding: running, lease: lease, registry: registry,
+            peers: routes.current.routes.map { NodeStatus.Peer(subnet: "\($0.subnet)", publicIP: "\($0.nextHop)") },
+            traffic: NodeStatus.Traffic(counters()))
+    }
+
+    /// Seconds between two debug lines about traffic.
+    static let trafficLogInterval = 10.0
+
+    /// With --log-level debug: one line every `trafficLogInterval` while traffic flows, what
+    /// moved and what was dropped since the last line. Never per packet: a line per packet
+    /// would cost more than forwarding it.
+    private func startTrafficLog() {
+        guard logger.logLevel <= .debug else { return }
+        let logger = self.logger
+        trafficLog = Task.detached { [self] in
+            var previous = counters()
+            while !Task.isCancelled {
+                do { try await Task.sleep(for: .seconds(Node.trafficLogInterval)) } catch { return }
+                let current = counters()
+                if let line = current.changes(since: previous, seconds: Node.trafficLogInterval) {
+                    logger.debug("traffic in the last \(Int(Node.trafficLogInterval)) s: \(line)")
+                }
+                previous = current
+            }
+        }
+    }
+
     /// Renews the lease and follows the peers; a lost lease stops the node, as in flanneld.
     private func startLeaseMaintenance() {
         guard let leases = assignment.leases else { return }
@@ -407,17 +505,15 @@ final class Node: @unchecked Sendable {
 
     /// Stops the threads, removes flannel0 (and with it its address and route), closes the
     /// socket. The lease stays in the registry, so a restarted node gets the same subnet.
-    func shutDown() -> CounterSnapshot {
+    func shutDown() async -> CounterSnapshot {
         notifySystemd("STOPPING=1")
+        stopping.store(true, ordering: .releasing)
         signals?.cancel()
         maintenance?.cancel()
+        trafficLog?.cancel()
+        await operations?.stop()
         forwarder.stop()
-        var summary = forwarder.counters.snapshot()
-        // The kernel's drops in front of the TUN belong in the same account as Weft's own.
-        // flannel0 is always Weft's own (an existing one is refused), so its count starts at 0.
-        if let kernelDrops = tunQueues[0].kernelDrops, kernelDrops > 0 {
-            summary.drops[.tunToUDP, default: [:]][.tunQueueFull] = kernelDrops
-        }
+        let summary = counters()
         for queue in tunQueues { queue.close() }
         for socket in sockets { socket.close() }
         return summary

@@ -7,6 +7,7 @@ import WeftCore
 import WeftDataPath
 import WeftEtcd
 import WeftLinux
+import WeftOperations
 import WeftRegistry
 
 /// `weft run`: this node's forwarder, with its peers given on the command line or in a file.
@@ -35,11 +36,16 @@ struct RunCommand: AsyncParsableCommand {
             environment as FLANNELD_<NAME>: FLANNELD_IFACE, FLANNELD_PUBLIC_IP, \
             FLANNELD_SUBNET_FILE, FLANNELD_SUBNET_LEASE_RENEW_MARGIN, FLANNELD_ETCD_ENDPOINTS, \
             FLANNELD_ETCD_PREFIX, FLANNELD_ETCD_USERNAME, FLANNELD_ETCD_PASSWORD, \
-            FLANNELD_ETCD_CAFILE, FLANNELD_ETCD_CERTFILE, FLANNELD_ETCD_KEYFILE. \
+            FLANNELD_ETCD_CAFILE, FLANNELD_ETCD_CERTFILE, FLANNELD_ETCD_KEYFILE, \
+            FLANNELD_HEALTHZ_IP, FLANNELD_HEALTHZ_PORT. \
             flanneld's own spellings work too (-etcd-endpoints=URL, -iface eth0, =false, =0), \
             and a binary named flanneld runs weft run. flanneld flags that Weft does not \
             implement are accepted with a note when off or at flanneld's default \
-            (--ip-masq=false, --iptables-resync=5, --healthz-port=0, -v=N), else refused.
+            (--kube-subnet-mgr=false, -v=N), else refused.
+
+            While it runs, 'weft status' prints its counters, peers and lease, and \
+            --healthz-port serves /healthz (the process runs), /readyz (forwarding, with an \
+            unexpired lease) and /metrics (Prometheus text) over HTTP.
 
             Examples:
               weft run --iface eth0 --etcd-endpoints http://198.18.0.1:2379
@@ -139,7 +145,22 @@ struct RunCommand: AsyncParsableCommand {
     @Flag(help: "Move one packet per system call: no TUN segmentation offload, no UDP GSO/GRO. The wire format is the same either way.")
     var noOffload = false
 
-    @Option(help: "How much to log on stderr.")
+    @Option(help: ArgumentHelp(
+        "Serve /healthz, /readyz and /metrics over HTTP on this port (flanneld's flag; env FLANNELD_HEALTHZ_PORT). 0: off.",
+        valueName: "port"))
+    var healthzPort: Int?
+
+    @Option(help: ArgumentHelp(
+        "Address for --healthz-port (env FLANNELD_HEALTHZ_IP). Default: 127.0.0.1, loopback only (flanneld's default is 0.0.0.0; give it to let kubelet probe the node's address).",
+        valueName: "ip"))
+    var healthzIP: String?
+
+    @Option(help: ArgumentHelp(
+        "Unix socket that 'weft status' reads (it also answers /healthz, /readyz and /metrics), or 'none'. Default: \(StatusSocket.directory)/status-netns-<id>.sock, one per network namespace.",
+        valueName: "path"))
+    var statusSocket: String?
+
+    @Option(help: "How much to log on stderr. debug adds a line about the traffic every 10 s while it flows.")
     var logLevel: Logger.Level = .info
 
     func validate() throws {
@@ -150,9 +171,35 @@ struct RunCommand: AsyncParsableCommand {
         let settings = try settings()
         LoggingSystem.bootstrap { _ in LogLineHandler(level: settings.logLevel) }
         let logger = Logger(label: "weft")
-        let node = try await Node.start(settings, logger: logger)
+        // A start can wait a long time (for etcd, for the net config); SIGINT or SIGTERM then
+        // cancels it, so the status socket and a lease just created are cleaned up, instead
+        // of the default action killing the process with both left behind.
+        let starting = Task { try await Node.start(settings, logger: logger) }
+        let startSignals: SignalWatch
+        do {
+            startSignals = try SignalWatch([SIGINT, SIGTERM]) { number in
+                logger.info("\(SignalWatch.name(number)) received while starting: stopping")
+                starting.cancel()
+            }
+        } catch {
+            starting.cancel()
+            throw RunError("cannot watch for signals: \(error)")
+        }
+        let node: Node
+        do {
+            node = try await starting.value
+            // The node watches the signals itself from here on.
+            startSignals.cancel()
+        } catch {
+            startSignals.cancel()
+            if let number = startSignals.received {
+                print("weft: stopped by \(SignalWatch.name(number)) before forwarding")
+                return
+            }
+            throw error
+        }
         let outcome = await node.waitForStop()
-        let summary = node.shutDown()
+        let summary = await node.shutDown()
         if case .leaseLost = outcome {
             logger.notice("our lease was deleted from the registry: stopping, as flanneld does")
         }
@@ -195,8 +242,29 @@ struct RunCommand: AsyncParsableCommand {
             checkPeerAddress: !skipPeerAddressCheck,
             offloads: !noOffload,
             logLevel: logLevel,
-            notifier: try systemdNotifier(environment: environment)
+            notifier: try systemdNotifier(environment: environment),
+            operations: try operationsListeners(environment: environment)
         )
+    }
+
+    /// The status socket, and flanneld's health port when one is set.
+    private func operationsListeners(environment: Environment) throws -> [OperationsListener] {
+        var listeners: [OperationsListener] = []
+        let socket = statusSocket ?? StatusSocket.defaultPath
+        if socket != "none" {
+            guard !socket.isEmpty else { throw ValidationError("--status-socket is empty; 'none' turns it off") }
+            listeners.append(.unix(path: socket))
+        }
+        let portText = healthzPort.map(String.init) ?? environment["FLANNELD_HEALTHZ_PORT"] ?? "0"
+        guard let port = Int(portText), (0...65535).contains(port) else {
+            throw ValidationError("--healthz-port must be 0 (off) to 65535, not \(portText)")
+        }
+        let host = healthzIP ?? environment["FLANNELD_HEALTHZ_IP"] ?? "127.0.0.1"
+        guard IPv4Address(host) != nil || host.contains(":") else {
+            throw ValidationError("--healthz-ip '\(host)' is not an IP address")
+        }
+        if port != 0 { listeners.append(.tcp(host: host, port: port)) }
+        return listeners
     }
 
     private func systemdNotifier(environment: Environment) throws -> SystemdNotifier? {

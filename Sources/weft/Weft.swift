@@ -15,7 +15,7 @@ struct Weft: AsyncParsableCommand {
             of dropping silently.
             """,
         version: "0.1.0",
-        subcommands: [RunCommand.self, CaptureCommand.self, BenchCommand.self, LabCommand.self],
+        subcommands: [RunCommand.self, StatusCommand.self, CaptureCommand.self, BenchCommand.self, LabCommand.self],
         defaultSubcommand: nil
     )
 

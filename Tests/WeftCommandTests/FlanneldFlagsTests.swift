@@ -30,14 +30,14 @@ import Testing
     @Test("an unimplemented flanneld flag set to off or to flanneld's default is accepted with a note")
     func harmlessValues() {
         guard case .arguments(let arguments, let notes) = translate(
-            ["run", "--ip-masq=false", "-iptables-resync=5", "--healthz-port", "0", "-v=2", "-kube-subnet-mgr=FALSE"],
+            ["run", "--ip-masq=false", "-iptables-resync=5", "-healthz-port", "0", "-v=2", "-kube-subnet-mgr=FALSE"],
             environment: ["FLANNELD_V": "0"])
         else {
             Issue.record("refused")
             return
         }
-        #expect(arguments == ["run"])
-        #expect(notes.count == 6)
+        #expect(arguments == ["run", "--healthz-port", "0"], "implemented flags pass through in weft's spelling")
+        #expect(notes.count == 5)
         #expect(notes.first == "--ip-masq=false: accepted and ignored (Weft does not manage iptables rules (FLANNEL_IPMASQ is written as false))")
         #expect(notes.last?.hasPrefix("FLANNELD_V=0: accepted") == true)
     }
@@ -45,7 +45,6 @@ import Testing
     @Test("any other value is refused with the reason", arguments: [
         (["run", "--ip-masq"], [:], "--ip-masq is a flanneld flag that Weft does not implement: Weft does not manage iptables rules"),
         (["run", "-ip-masq=true"], [:], "--ip-masq=true is a flanneld flag"),
-        (["run", "--healthz-port", "8081"], [:], "--healthz-port is a flanneld flag that Weft does not implement: Weft has no health endpoint yet"),
         (["run", "-kube-subnet-mgr"], [:], "--kube-subnet-mgr is a flanneld flag"),
         (["run"], ["FLANNELD_IP_MASQ": "true"], "FLANNELD_IP_MASQ is set, but Weft does not implement flanneld's --ip-masq"),
         (["run"], ["FLANNELD_VMODULE": "main=4"], "FLANNELD_VMODULE is set"),

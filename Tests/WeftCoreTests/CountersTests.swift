@@ -45,6 +45,20 @@ import WeftCore
         #expect(small.summaryLine == "tun→udp 1 pkts 999 B, udp→tun 0 pkts 2.0 kB, icmp 0, drops: none")
     }
 
+    @Test("the debug traffic line shows what moved since the last one, and nothing when nothing did")
+    func changesSince() {
+        let earlier = CounterSnapshot(packets: [.tunToUDP: 100, .udpToTun: 50], bytes: [.tunToUDP: 10_000, .udpToTun: 5_000],
+                                      drops: [.udpToTun: [.unknownPeer: 5]], icmpSent: 1)
+        #expect(earlier.changes(since: earlier, seconds: 10) == nil)
+        let later = CounterSnapshot(packets: [.tunToUDP: 1303, .udpToTun: 53], bytes: [.tunToUDP: 1_510_000, .udpToTun: 5_252],
+                                    drops: [.udpToTun: [.unknownPeer: 9, .badChecksum: 1]], icmpSent: 1)
+        #expect(later.changes(since: earlier, seconds: 10)
+            == "tun→udp +1203 pkts (120.3/s) 1.5 MB, udp→tun +3 pkts (0.3/s) 252 B, icmp +0, drops: udp→tun bad-checksum +1, udp→tun unknown-peer +4")
+        let dropsOnly = CounterSnapshot(packets: earlier.packets, bytes: earlier.bytes, drops: [.udpToTun: [.unknownPeer: 6]], icmpSent: 1)
+        #expect(dropsOnly.changes(since: earlier, seconds: 10)
+            == "tun→udp +0 pkts (0.0/s) 0 B, udp→tun +0 pkts (0.0/s) 0 B, icmp +0, drops: udp→tun unknown-peer +1")
+    }
+
     @Test func shardsCanBeReadWhileWritten() {
         let counters = Counters()
         runOnThreads(2) { _ in

@@ -183,12 +183,15 @@ import WeftCore
                 }
             }
             try await waitUntil(seconds: 30) { registry.refusedCalls.withLock { $0 >= 3 } }
+            #expect(node.health.registryReachable == false, "an outage shows in /metrics and weft status")
             registry.down.withLock { $0 = false }
             let config = try await start.value
             #expect(config.network == IPv4Prefix("10.244.0.0/16")!)
             let lines = messages.withLock { $0 }
             let retries = lines.filter { $0.hasPrefix("reading the net config: registry unavailable: registry down for the test; trying again in") }
             #expect(retries.count >= 3, "\(lines)")
+            #expect(node.health == LeaseManager.Health(leaseExpiresAt: nil, registryReachable: true, failedRequests: retries.count),
+                    "every failed try is counted, and the registry is reachable again")
             #expect(lines.contains { $0.hasPrefix("reading the net config: succeeded after \(retries.count) failed attempts") }, "\(lines)")
         }
     }
