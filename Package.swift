@@ -60,13 +60,16 @@ let package = Package(
         .target(
             name: "WeftOperations",
             dependencies: [
-                "WeftCore",
+                "WeftCore", "WeftLinux",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),
+        // flanneld's masquerade and FORWARD rules (--ip-masq, --iptables-forward-rules) as data,
+        // and their installation, re-check and removal through the host's iptables or nft.
+        .target(name: "WeftFirewall", dependencies: ["WeftCore", "WeftLinux"]),
         // libpcap (Debian's libpcap-dev) as a system library: capture and pcap files.
         .systemLibrary(name: "CPcap", pkgConfig: "libpcap", providers: [.apt(["libpcap-dev"])]),
         // Packet capture: flannel-udp decoding and verdicts, pcap files, live capture.
@@ -87,7 +90,7 @@ let package = Package(
         .executableTarget(
             name: "weft",
             dependencies: [
-                "WeftCore", "WeftLinux", "WeftDataPath", "WeftRegistry", "WeftEtcd", "WeftCapture", "WeftBench", "WeftLab", "WeftOperations",
+                "WeftCore", "WeftLinux", "WeftDataPath", "WeftRegistry", "WeftEtcd", "WeftCapture", "WeftBench", "WeftLab", "WeftOperations", "WeftFirewall",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -103,6 +106,7 @@ let package = Package(
         .testTarget(name: "WeftIntegrationTests", dependencies: ["WeftCore", "WeftLinux", "WeftRegistry", "WeftCapture", "WeftLab", "WeftTestSupport"]),
         .testTarget(name: "WeftBenchTests", dependencies: ["WeftBench", "WeftLinux", "WeftCore", "WeftTestSupport", "WeftDataPathTesting"]),
         .testTarget(name: "WeftLabTests", dependencies: ["WeftLab", "WeftLinux"]),
+        .testTarget(name: "WeftFirewallTests", dependencies: ["WeftFirewall", "WeftCore", "WeftLinux", "WeftTestSupport"]),
         .testTarget(name: "WeftOperationsTests", dependencies: ["WeftOperations", "WeftCore", "WeftTestSupport"]),
         // The CLI's own rules (static peers, argument types), through @testable import.
         .testTarget(name: "WeftCommandTests", dependencies: ["weft", "WeftCore"]),

@@ -61,56 +61,15 @@ public enum Subprocess {
     public static func run(_ arguments: [String], timeout: Double, interruptible: Bool = true,
                            whileRunning: ((Double) -> Void)? = nil) throws(LabError) -> CommandResult {
         if interruptible { try LabSignals.check() }
-        let output: OutputPipe, errorOutput: OutputPipe
+        let result: CommandResult?
         do {
-            output = try OutputPipe()
-            errorOutput = try OutputPipe()
+            result = try ChildProcess.run(arguments, timeout: timeout, shouldStop: { interruptible && LabSignals.pending != nil },
+                                          whileRunning: whileRunning)
         } catch {
-            throw LabError("cannot run \(arguments[0]): \(error)")
+            throw LabError("cannot run \(arguments[0]): \(error.message)")
         }
-        let child = try spawn(arguments, stdout: .descriptor(output.writeEnd), stderr: .descriptor(errorOutput.writeEnd), detachment: .processGroup)
-        output.closeWriteEnd()
-        errorOutput.closeWriteEnd()
-        let pipes = [output, errorOutput]
-        let start = MonotonicClock.seconds()
-        var status: Int32?
-        var endedAt = 0.0
-        var timedOut = false
-        while true {
-            if status == nil, let ended = child.poll() {
-                status = ended
-                endedAt = MonotonicClock.seconds()
-            }
-            let anyOpen = pipes.contains(where: \.isOpen)
-            if status != nil && (!anyOpen || MonotonicClock.seconds() - endedAt > 0.2) {
-                break  // done (a grandchild may hold a pipe open; do not wait for it)
-            }
-            if status == nil {
-                let elapsed = MonotonicClock.seconds() - start
-                if interruptible, let number = LabSignals.pending {
-                    child.kill()
-                    throw LabSignals.interrupted(number)
-                }
-                if elapsed > timeout {
-                    status = child.kill()
-                    endedAt = MonotonicClock.seconds()
-                    timedOut = true
-                    continue
-                }
-                whileRunning?(elapsed)
-            }
-            if !anyOpen {
-                usleep(1_000)
-                continue
-            }
-            do {
-                try OutputPipe.collect(pipes, waitingAtMost: 20)
-            } catch {
-                child.kill()
-                throw LabError("cannot read the output of \(arguments[0]): \(error)")
-            }
-        }
-        return CommandResult(status: status ?? -1, output: output.text, errorOutput: errorOutput.text, timedOut: timedOut)
+        guard let result else { throw LabSignals.interrupted(LabSignals.pending ?? SIGINT) }
+        return result
     }
 
     /// Starts `arguments` in the background, leader of a new session (so a Ctrl-C in the

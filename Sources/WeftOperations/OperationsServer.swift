@@ -2,6 +2,7 @@ import Foundation
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import WeftLinux
 
 /// Where the operations endpoints listen.
 public enum OperationsListener: Sendable, CustomStringConvertible {
@@ -68,7 +69,7 @@ public final class OperationsServer: Sendable {
                         throw OperationsError("cannot listen on \(listener): \(error)")
                     }
                 case .unix(let path):
-                    try await removeStaleSocket(path)
+                    try removeStaleSocket(path)
                     do {
                         channels.append(try await bootstrap.bind(unixDomainSocketPath: path).get())
                     } catch {
@@ -95,7 +96,7 @@ public final class OperationsServer: Sendable {
 
     /// The directory is created; a socket file nobody answers on is removed; one that answers
     /// belongs to a running node, and binding over it would steal its `weft status`.
-    private static func removeStaleSocket(_ path: String) async throws {
+    private static func removeStaleSocket(_ path: String) throws {
         let directory = (path as NSString).deletingLastPathComponent
         if !directory.isEmpty {
             try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
@@ -106,7 +107,7 @@ public final class OperationsServer: Sendable {
         guard info.st_mode & S_IFMT == S_IFSOCK else {
             throw OperationsError("cannot listen on unix:\(path): it exists and is not a socket")
         }
-        if (try? await StatusClient.get("/healthz", socketPath: path)) != nil {
+        if UnixSocketProbe.accepts(path) {
             throw OperationsError("cannot listen on unix:\(path): another weft answers there (is one already running in this network namespace? --status-socket picks another path)")
         }
         unlink(path)

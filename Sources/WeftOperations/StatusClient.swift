@@ -9,12 +9,11 @@ public enum StatusClient {
         public var body: [UInt8]
     }
 
-    static let deadline = TimeAmount.seconds(5)
     static let bodyLimit = 16 << 20
 
     /// Connects to the Unix socket at `socketPath` and GETs `path`. The exchange is bounded by
     /// `deadline`: a node that accepts but never answers is an error, not a hang.
-    public static func get(_ path: String, socketPath: String) async throws -> Response {
+    public static func get(_ path: String, socketPath: String, deadline: TimeAmount = .seconds(5)) async throws -> Response {
         typealias Connection = NIOAsyncChannel<HTTPClientResponsePart, HTTPClientRequestPart>
         let connection = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .connectTimeout(deadline)

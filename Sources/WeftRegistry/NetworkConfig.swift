@@ -21,12 +21,14 @@ public struct NetworkConfig: Sendable, Equatable {
     public let backendType: String
     /// `Backend.Port`: the UDP port every node listens on and sends to.
     public let port: UInt16
+    /// `EnableNFTables`: masquerade and forward rules go into nftables instead of iptables.
+    public let enableNFTables: Bool
 
     /// Builds a config from already-typed values, applying flanneld's defaults to whatever is nil
     /// and the same checks as `parse`.
     public init(
         network: IPv4Prefix, subnetLength: Int? = nil, subnetMin: IPv4Address? = nil,
-        subnetMax: IPv4Address? = nil, port: UInt16 = NetworkConfig.defaultUDPPort
+        subnetMax: IPv4Address? = nil, port: UInt16 = NetworkConfig.defaultUDPPort, enableNFTables: Bool = false
     ) throws(NetworkConfigError) {
         // A /29 or longer cannot hold four /30s, the smallest useful split once the first subnet
         // is skipped; flanneld refuses it for the default SubnetLen and no explicit one fits.
@@ -60,6 +62,7 @@ public struct NetworkConfig: Sendable, Equatable {
         self.subnetMax = max
         self.backendType = "udp"
         self.port = port
+        self.enableNFTables = enableNFTables
     }
 
     /// The net config `weft run --network` writes into an empty registry, in flanneld's format
@@ -75,7 +78,7 @@ public struct NetworkConfig: Sendable, Equatable {
     /// `SubnetMin`/`SubnetMax` "0.0.0.0" mean "use the default", as in flanneld.
     public static func parse(_ json: some Collection<UInt8>) throws(NetworkConfigError) -> NetworkConfig {
         let fields: JSONFields
-        switch JSONFields.decode(json, names: ["EnableIPv4", "EnableIPv6", "Network", "SubnetLen", "SubnetMin", "SubnetMax", "Backend"],
+        switch JSONFields.decode(json, names: ["EnableIPv4", "EnableIPv6", "EnableNFTables", "Network", "SubnetLen", "SubnetMin", "SubnetMax", "Backend"],
                                  nested: ["Backend": ["Type", "Port"]]) {
         case .success(let decoded): fields = decoded
         case .failure(.notJSON): throw .notJSON
@@ -113,7 +116,8 @@ public struct NetworkConfig: Sendable, Equatable {
         }
 
         return try NetworkConfig(
-            network: network, subnetLength: subnetLength, subnetMin: subnetMin, subnetMax: subnetMax, port: port)
+            network: network, subnetLength: subnetLength, subnetMin: subnetMin, subnetMax: subnetMax, port: port,
+            enableNFTables: try boolField("EnableNFTables", in: fields) ?? false)
     }
 
     /// Number of subnets between `subnetMin` and `subnetMax` inclusive.

@@ -18,7 +18,6 @@ enum FlanneldFlags {
 
     static let notImplemented: [String: Unimplemented] = {
         let kubernetes = "Weft leases subnets from etcd (--etcd-endpoints) or its file registry (--subnet-dir), not from the Kubernetes API"
-        let iptables = "Weft does not manage iptables rules"
         func flag(_ reason: String) -> Unimplemented { Unimplemented(reason: reason, harmless: nil) }
         func option(_ reason: String, _ harmless: Set<String>) -> Unimplemented { Unimplemented(reason: reason, harmless: harmless) }
         return [
@@ -26,9 +25,6 @@ enum FlanneldFlags {
             "kube-annotation-prefix": option(kubernetes, ["flannel.alpha.coreos.com"]),
             "net-config-path": option(kubernetes, ["/etc/kube-flannel/net-conf.json"]),
             "set-node-network-unavailable": flag(kubernetes),
-            "ip-masq": flag(iptables + " (FLANNEL_IPMASQ is written as false)"),
-            "ip-masq-fully-random-disable": flag(iptables), "iptables-resync": option(iptables, ["5"]),
-            "iptables-forward-rules": flag(iptables),
             "ip-blackhole-route": flag("Weft does not add blackhole routes"),
             "iface-can-reach": option("choose the interface with --iface or --iface-regex", [""]),
             "public-ipv6": option("flannel's udp backend carries IPv4 only", [""]),
@@ -39,8 +35,12 @@ enum FlanneldFlags {
         ]
     }()
 
-    /// weft run's own booleans, which Go may write with a value.
-    static let runBooleans: Set<String> = ["skip-peer-address-check", "no-offload"]
+    /// weft run's own booleans, which Go may write with a value, and their defaults: one that
+    /// defaults to true is turned off as `--no-NAME`.
+    static let runBooleans: [String: Bool] = [
+        "skip-peer-address-check": false, "no-offload": false,
+        "ip-masq": false, "ip-masq-fully-random-disable": false, "iptables-forward-rules": true,
+    ]
 
     /// Go's strconv.ParseBool.
     static func goBool(_ text: Substring) -> Bool? {
@@ -87,9 +87,9 @@ enum FlanneldFlags {
             let body = argument.dropFirst(2)
             let name = String(body.prefix { $0 != "=" })
             let inlineValue = body.firstIndex(of: "=").map { body[body.index(after: $0)...] }
-            if runBooleans.contains(name), let inlineValue {
+            if let defaultValue = runBooleans[name], let inlineValue {
                 guard let on = goBool(inlineValue) else { return .refused("\(argument): '\(inlineValue)' is not a boolean (true, false, 1, 0, t, f)") }
-                if on { result.append("--" + name) }
+                if on { result.append("--" + name) } else if defaultValue { result.append("--no-" + name) }
                 continue
             }
             guard let flag = notImplemented[name] else {

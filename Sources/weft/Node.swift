@@ -6,6 +6,7 @@ import Synchronization
 import WeftCore
 import WeftDataPath
 import WeftEtcd
+import WeftFirewall
 import WeftLinux
 import WeftOperations
 import WeftRegistry
@@ -29,6 +30,16 @@ struct RunSettings {
     /// Where /healthz, /readyz, /metrics and /status are served (the status socket, and
     /// flanneld's --healthz-port when set).
     var operations: [OperationsListener] = []
+    var traffic = TrafficSettings()
+}
+
+/// flanneld's --ip-masq, --ip-masq-fully-random-disable, --iptables-forward-rules and
+/// --iptables-resync.
+struct TrafficSettings {
+    var masquerade = false
+    var fullyRandom = true
+    var forward = true
+    var resyncSeconds = 5
 }
 
 /// Where this node's subnet and its peers come from.
@@ -60,6 +71,8 @@ private struct Assignment {
     var port: UInt16
     var peers: [Route]
     var leases: (manager: LeaseManager, lease: SubnetLease, wasCreated: Bool, subnetFile: String)?
+    /// The net config's EnableNFTables: the rules go through nft instead of iptables.
+    var enableNFTables = false
 }
 
 /// A running node: its devices, its forwarder, its lease and the signals that steer it.
@@ -82,6 +95,8 @@ final class Node: @unchecked Sendable {
     private var signals: SignalWatch?
     private var maintenance: Task<Void, Never>?
     private var trafficLog: Task<Void, Never>?
+    private let packetFilter: PacketFilter?
+    private var filterResync: Task<Void, Never>?
     private let operations: OperationsServer?
     private let startedAt = Date().timeIntervalSince1970
 
@@ -97,7 +112,7 @@ final class Node: @unchecked Sendable {
         func status() -> NodeStatus? { node.withLock { $0 }?.status() }
     }
 
-    private init(settings: RunSettings, assignment: Assignment, logger: Logger, tunQueues: [TunDevice], sockets: [UDPSocket], routes: RouteTableStore, forwarder: Forwarder, stopRequest: DispatchSemaphore, failure: Failure, operations: OperationsServer?) {
+    private init(settings: RunSettings, assignment: Assignment, logger: Logger, tunQueues: [TunDevice], sockets: [UDPSocket], routes: RouteTableStore, forwarder: Forwarder, stopRequest: DispatchSemaphore, failure: Failure, operations: OperationsServer?, packetFilter: PacketFilter?) {
         self.settings = settings
         self.assignment = assignment
         self.logger = logger
@@ -108,6 +123,7 @@ final class Node: @unchecked Sendable {
         self.stopRequest = stopRequest
         self.failure = failure
         self.operations = operations
+        self.packetFilter = packetFilter
     }
 
     /// The underlay interface and the address to bind, by flanneld's rules (`UnderlayRequest`).
@@ -144,14 +160,16 @@ final class Node: @unchecked Sendable {
     /// while the node waits for its registry, and a second weft in the same namespace is
     /// refused before it touches anything.
     static func start(_ settings: RunSettings, logger: Logger) async throws -> Node {
+        // Everything below needs it; said first, and plainly, instead of as whichever step fails.
+        if Capabilities.isEffective(Capabilities.netAdmin) == false {
+            throw RunError("cannot create TUN \(settings.tunName): operation not permitted without CAP_NET_ADMIN (weft run needs root or CAP_NET_ADMIN)")
+        }
         let (underlay, bindAddress) = try underlayInterface(settings, logger: logger)
         let board = StatusBoard()
         var operations: OperationsServer?
         if !settings.operations.isEmpty {
             do {
-                let server = try await OperationsServer.start(settings.operations) { board.status() }
-                logger.info("serving /healthz, /readyz, /metrics and /status on \(server.listeners.map(\.description).joined(separator: " and "))")
-                operations = server
+                operations = try await OperationsServer.start(settings.operations) { board.status() }
             } catch {
                 throw RunError("\(error)")
             }
@@ -159,6 +177,7 @@ final class Node: @unchecked Sendable {
         do {
             let node = try await startForwarding(settings, underlay: underlay, bindAddress: bindAddress, operations: operations, logger: logger)
             board.node.withLock { $0 = node }
+            if let operations { logger.info("serving /healthz, /readyz, /metrics and /status on \(operations.listeners.map(\.description).joined(separator: " and "))") }
             return node
         } catch {
             await operations?.stop()
@@ -251,22 +270,62 @@ final class Node: @unchecked Sendable {
         } catch {
             throw RunError("cannot start the data path: \(error)")
         }
+        let packetFilter = try installTrafficRules(settings.traffic, assignment: assignment, logger: logger)
         if let leases = assignment.leases {
             do {
-                // flanneld writes subnet.env once the backend is up, for the CNI plugin.
-                try SubnetEnvironmentFile.write(to: leases.subnetFile, network: assignment.network, subnet: assignment.subnet, mtu: pathMTU, ipMasquerade: false)
+                // flanneld writes subnet.env once the backend is up, for the CNI plugin, which
+                // masquerades at the bridge itself unless FLANNEL_IPMASQ says the node does.
+                try SubnetEnvironmentFile.write(to: leases.subnetFile, network: assignment.network, subnet: assignment.subnet, mtu: pathMTU,
+                                                ipMasquerade: packetFilter?.rules.masquerade ?? false)
             } catch {
+                try? packetFilter?.remove()
                 throw RunError("cannot write \(leases.subnetFile): \(error)")
             }
         }
-        let node = Node(settings: settings, assignment: assignment, logger: logger, tunQueues: tunQueues, sockets: sockets, routes: routes, forwarder: forwarder, stopRequest: stopRequest, failure: failure, operations: operations)
+        let node = Node(settings: settings, assignment: assignment, logger: logger, tunQueues: tunQueues, sockets: sockets, routes: routes, forwarder: forwarder, stopRequest: stopRequest, failure: failure, operations: operations, packetFilter: packetFilter)
         do { try node.installSignalHandlers() } catch { throw RunError("cannot watch for signals: \(error)") }
         forwarder.start()
         node.startLeaseMaintenance()
         node.startTrafficLog()
+        node.startFilterResync()
         node.notifySystemd("READY=1\nSTATUS=forwarding \(assignment.subnet) on \(tun.name)")
         logger.info("forwarding \(assignment.subnet) on \(tun.name) (mtu \(pathMTU)) \(description); \(assignment.peers.count) peer(s), \(settings.workers) worker(s), offloads \(offload)\(offload.usesSuperPackets && tun.acceptsUDPSuperPackets ? " and UDP super-packets to \(tun.name)" : "")")
         return node
+    }
+
+    /// flanneld's masquerade and FORWARD rules, installed now; nil when neither is wanted.
+    /// Masquerading that cannot be set up fails the start (pods would leave with addresses the
+    /// outside cannot answer); forward rules that cannot are a warning, since most hosts
+    /// forward without them.
+    private static func installTrafficRules(_ traffic: TrafficSettings, assignment: Assignment, logger: Logger) throws -> PacketFilter? {
+        let rules = TrafficRules(network: assignment.network, subnet: assignment.subnet, masquerade: traffic.masquerade,
+                                 fullyRandom: traffic.fullyRandom, forward: traffic.forward)
+        guard !rules.isEmpty else { return nil }
+        let tool: PacketFilter.Tool = assignment.enableNFTables ? .nftables : .iptables
+        var filter: PacketFilter?
+        do {
+            let created = try PacketFilter(tool: tool, rules: rules)
+            filter = created
+            try created.ensure()
+            logger.info("\(describe(rules)) with \(tool), re-checked every \(traffic.resyncSeconds) s")
+            return created
+        } catch {
+            // Half-installed rules would outlive this start.
+            try? filter?.remove()
+            if rules.masquerade {
+                throw RunError("cannot set up masquerading (--ip-masq): \(error)")
+            }
+            logger.warning("no FORWARD rules for \(rules.network) (--iptables-forward-rules): \(error); forwarding relies on the host's FORWARD policy")
+            return nil
+        }
+    }
+
+    /// "masquerading traffic leaving 10.244.0.0/16 and accepting it in FORWARD".
+    private static func describe(_ rules: TrafficRules) -> String {
+        var parts: [String] = []
+        if rules.masquerade { parts.append("masquerading traffic leaving \(rules.network)") }
+        if rules.forward { parts.append("accepting \(rules.network) in FORWARD") }
+        return parts.joined(separator: " and ")
     }
 
     /// What a failed TUNSETIFF most likely means, for the error line.
@@ -317,7 +376,7 @@ final class Node: @unchecked Sendable {
                     throw RunError("\(error)")
                 }
                 return Assignment(network: config.network, subnet: acquired.lease.subnet, port: config.port, peers: peers,
-                                  leases: (manager, acquired.lease, acquired.wasCreated, subnetFile))
+                                  leases: (manager, acquired.lease, acquired.wasCreated, subnetFile), enableNFTables: config.enableNFTables)
             }
         }
     }
@@ -420,6 +479,30 @@ final class Node: @unchecked Sendable {
         }
     }
 
+    /// Puts back rules that something removed (a firewall reload, `iptables -F`), as
+    /// flanneld's --iptables-resync does; a failing check is logged once until it works again.
+    private func startFilterResync() {
+        guard let packetFilter else { return }
+        let logger = self.logger
+        let seconds = settings.traffic.resyncSeconds
+        filterResync = Task.detached {
+            var failing = false
+            while !Task.isCancelled {
+                do { try await Task.sleep(for: .seconds(seconds)) } catch { return }
+                do {
+                    if try packetFilter.ensure() {
+                        logger.warning("\(packetFilter.tool) rules for \(packetFilter.rules.network) were missing or changed; put back")
+                    }
+                    if failing { logger.info("\(packetFilter.tool) rules checked again") }
+                    failing = false
+                } catch {
+                    if !failing { logger.error("cannot check the \(packetFilter.tool) rules, retrying every \(seconds) s: \(error)") }
+                    failing = true
+                }
+            }
+        }
+    }
+
     /// Renews the lease and follows the peers; a lost lease stops the node, as in flanneld.
     private func startLeaseMaintenance() {
         guard let leases = assignment.leases else { return }
@@ -511,6 +594,15 @@ final class Node: @unchecked Sendable {
         signals?.cancel()
         maintenance?.cancel()
         trafficLog?.cancel()
+        filterResync?.cancel()
+        await filterResync?.value
+        if let packetFilter {
+            do {
+                try packetFilter.remove()
+            } catch {
+                logger.error("could not remove the \(packetFilter.tool) rules: \(error)")
+            }
+        }
         await operations?.stop()
         forwarder.stop()
         let summary = counters()

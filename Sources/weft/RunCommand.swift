@@ -37,11 +37,18 @@ struct RunCommand: AsyncParsableCommand {
             FLANNELD_SUBNET_FILE, FLANNELD_SUBNET_LEASE_RENEW_MARGIN, FLANNELD_ETCD_ENDPOINTS, \
             FLANNELD_ETCD_PREFIX, FLANNELD_ETCD_USERNAME, FLANNELD_ETCD_PASSWORD, \
             FLANNELD_ETCD_CAFILE, FLANNELD_ETCD_CERTFILE, FLANNELD_ETCD_KEYFILE, \
-            FLANNELD_HEALTHZ_IP, FLANNELD_HEALTHZ_PORT. \
+            FLANNELD_HEALTHZ_IP, FLANNELD_HEALTHZ_PORT, FLANNELD_IP_MASQ, \
+            FLANNELD_IP_MASQ_FULLY_RANDOM_DISABLE, FLANNELD_IPTABLES_FORWARD_RULES, \
+            FLANNELD_IPTABLES_RESYNC. \
             flanneld's own spellings work too (-etcd-endpoints=URL, -iface eth0, =false, =0), \
             and a binary named flanneld runs weft run. flanneld flags that Weft does not \
             implement are accepted with a note when off or at flanneld's default \
             (--kube-subnet-mgr=false, -v=N), else refused.
+
+            Like flanneld, it accepts the cluster network in FORWARD (--no-iptables-forward-rules \
+            turns that off) and with --ip-masq masquerades pod traffic leaving it, through \
+            iptables, or nft when the net config has "EnableNFTables": true; the rules are \
+            re-checked every --iptables-resync seconds and removed on a clean stop.
 
             While it runs, 'weft status' prints its counters, peers and lease, and \
             --healthz-port serves /healthz (the process runs), /readyz (forwarding, with an \
@@ -145,6 +152,20 @@ struct RunCommand: AsyncParsableCommand {
     @Flag(help: "Move one packet per system call: no TUN segmentation offload, no UDP GSO/GRO. The wire format is the same either way.")
     var noOffload = false
 
+    @Flag(help: "Masquerade pod traffic that leaves the cluster network, never pod-to-pod traffic (flanneld's rules; env FLANNELD_IP_MASQ). Written as FLANNEL_IPMASQ=true to --subnet-file.")
+    var ipMasq = false
+
+    @Flag(help: "Masquerade without --random-fully (env FLANNELD_IP_MASQ_FULLY_RANDOM_DISABLE).")
+    var ipMasqFullyRandomDisable = false
+
+    @Flag(inversion: .prefixedNo, help: "Accept the cluster network in FORWARD, for hosts whose FORWARD policy is DROP (flanneld's default; env FLANNELD_IPTABLES_FORWARD_RULES).")
+    var iptablesForwardRules = true
+
+    @Option(help: ArgumentHelp(
+        "Seconds between checks that the masquerade and forward rules are still in place; missing ones are put back (env FLANNELD_IPTABLES_RESYNC). Default: 5",
+        valueName: "seconds"))
+    var iptablesResync: Int?
+
     @Option(help: ArgumentHelp(
         "Serve /healthz, /readyz and /metrics over HTTP on this port (flanneld's flag; env FLANNELD_HEALTHZ_PORT). 0: off.",
         valueName: "port"))
@@ -243,8 +264,31 @@ struct RunCommand: AsyncParsableCommand {
             offloads: !noOffload,
             logLevel: logLevel,
             notifier: try systemdNotifier(environment: environment),
-            operations: try operationsListeners(environment: environment)
+            operations: try operationsListeners(environment: environment),
+            traffic: try trafficSettings(environment: environment)
         )
+    }
+
+    /// The masquerade and forward rules to keep, from the flags or flanneld's variables.
+    private func trafficSettings(environment: Environment) throws -> TrafficSettings {
+        func boolean(_ flag: Bool, _ name: String, default defaultValue: Bool) throws -> Bool {
+            // A flag given on the command line wins over the environment, as in flanneld.
+            if flag != defaultValue { return flag }
+            guard let text = environment[name] else { return defaultValue }
+            guard let value = FlanneldFlags.goBool(Substring(text)) else {
+                throw ValidationError("\(name) '\(text)' is not a boolean (true, false, 1, 0, t, f)")
+            }
+            return value
+        }
+        let resyncText = iptablesResync.map(String.init) ?? environment["FLANNELD_IPTABLES_RESYNC"] ?? "5"
+        guard let resync = Int(resyncText), (1...3600).contains(resync) else {
+            throw ValidationError("--iptables-resync must be 1 to 3600 seconds, not \(resyncText)")
+        }
+        return TrafficSettings(
+            masquerade: try boolean(ipMasq, "FLANNELD_IP_MASQ", default: false),
+            fullyRandom: !(try boolean(ipMasqFullyRandomDisable, "FLANNELD_IP_MASQ_FULLY_RANDOM_DISABLE", default: false)),
+            forward: try boolean(iptablesForwardRules, "FLANNELD_IPTABLES_FORWARD_RULES", default: true),
+            resyncSeconds: resync)
     }
 
     /// The status socket, and flanneld's health port when one is set.

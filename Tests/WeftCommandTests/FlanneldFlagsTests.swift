@@ -25,6 +25,10 @@ import Testing
         #expect(translate(["run", "-no-offload=true", "--skip-peer-address-check=0"]) == .arguments(["run", "--no-offload"], notes: []))
         #expect(translate(["run", "--no-offload=F"]) == .arguments(["run"], notes: []))
         #expect(translate(["run", "--no-offload=maybe"]) == .refused("--no-offload=maybe: 'maybe' is not a boolean (true, false, 1, 0, t, f)"))
+        #expect(translate(["run", "-ip-masq", "--ip-masq-fully-random-disable=true", "-iptables-forward-rules=false"])
+                == .arguments(["run", "--ip-masq", "--ip-masq-fully-random-disable", "--no-iptables-forward-rules"], notes: []),
+                "a flag that defaults to true is turned off as --no-NAME")
+        #expect(translate(["run", "-ip-masq=f", "-iptables-forward-rules=1"]) == .arguments(["run", "--iptables-forward-rules"], notes: []))
     }
 
     @Test("an unimplemented flanneld flag set to off or to flanneld's default is accepted with a note")
@@ -36,17 +40,17 @@ import Testing
             Issue.record("refused")
             return
         }
-        #expect(arguments == ["run", "--healthz-port", "0"], "implemented flags pass through in weft's spelling")
-        #expect(notes.count == 5)
-        #expect(notes.first == "--ip-masq=false: accepted and ignored (Weft does not manage iptables rules (FLANNEL_IPMASQ is written as false))")
+        #expect(arguments == ["run", "--iptables-resync=5", "--healthz-port", "0"], "implemented flags pass through in weft's spelling")
+        #expect(notes.count == 3)
+        #expect(notes.first == "--v=2: accepted and ignored (Weft logs at --log-level)")
         #expect(notes.last?.hasPrefix("FLANNELD_V=0: accepted") == true)
     }
 
     @Test("any other value is refused with the reason", arguments: [
-        (["run", "--ip-masq"], [:], "--ip-masq is a flanneld flag that Weft does not implement: Weft does not manage iptables rules"),
-        (["run", "-ip-masq=true"], [:], "--ip-masq=true is a flanneld flag"),
+        (["run", "-ip-blackhole-route"], [:], "--ip-blackhole-route is a flanneld flag that Weft does not implement: Weft does not add blackhole routes"),
+        (["run", "-kube-subnet-mgr=true"], [:], "--kube-subnet-mgr=true is a flanneld flag"),
         (["run", "-kube-subnet-mgr"], [:], "--kube-subnet-mgr is a flanneld flag"),
-        (["run"], ["FLANNELD_IP_MASQ": "true"], "FLANNELD_IP_MASQ is set, but Weft does not implement flanneld's --ip-masq"),
+        (["run"], ["FLANNELD_KUBE_SUBNET_MGR": "true"], "FLANNELD_KUBE_SUBNET_MGR is set, but Weft does not implement flanneld's --kube-subnet-mgr"),
         (["run"], ["FLANNELD_VMODULE": "main=4"], "FLANNELD_VMODULE is set"),
     ] as [([String], [String: String], String)])
     func refused(arguments: [String], environment: [String: String], mention: String) {

@@ -78,10 +78,10 @@ struct CommandLineTests {
         #expect(help.status == 0 && help.output.contains("--etcd-endpoints"), "run's help: \(help.transcript)")
         let version = try run([flanneld, "-version"], timeout: 20)
         #expect(version.status == 0 && version.output.trimmingCharacters(in: .whitespacesAndNewlines) == "0.1.0", "\(version.transcript)")
-        let refused = try run([flanneld, "-etcd-endpoints=http://198.18.0.1:2379", "-ip-masq"], timeout: 20)
-        #expect(refused.status != 0 && refused.errorOutput.hasPrefix("weft: --ip-masq is a flanneld flag that Weft does not implement"), "\(refused.transcript)")
-        let accepted = try run([flanneld, "-ip-masq=false", "-subnet=10.244.1.0/24"], timeout: 20)
-        #expect(accepted.errorOutput.contains("weft: note: --ip-masq=false: accepted and ignored"), "\(accepted.transcript)")
+        let refused = try run([flanneld, "-etcd-endpoints=http://198.18.0.1:2379", "-kube-subnet-mgr"], timeout: 20)
+        #expect(refused.status == 64 && refused.errorOutput.hasPrefix("weft: --kube-subnet-mgr is a flanneld flag that Weft does not implement"), "\(refused.transcript)")
+        let accepted = try run([flanneld, "-kube-subnet-mgr=false", "-ip-masq=true", "-subnet=10.244.1.0/24"], timeout: 20)
+        #expect(accepted.errorOutput.contains("weft: note: --kube-subnet-mgr=false: accepted and ignored"), "\(accepted.transcript)")
         #expect(accepted.errorOutput.contains("--subnet needs --network"), "the rest is parsed as weft run's: \(accepted.transcript)")
     }
 

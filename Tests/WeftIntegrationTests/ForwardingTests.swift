@@ -413,8 +413,7 @@ struct ForwardingTests {
     @Test("without the right to create a TUN, weft run says so in one line and exits non-zero")
     func missingPrivilege() throws {
         let lab = try Lab()
-        // As user nobody inside the node: binding 8285 works; opening /dev/net/tun (0600 on some
-        // machines) or TUNSETIFF does not.
+        // As user nobody inside the node: no CAP_NET_ADMIN, which weft run checks first.
         let result = try lab.exec("nodeA", ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", Environment.weftBinary] + Lab.weftArguments(node: "nodeA"), timeout: 20)
         #expect(result.status != 0)
         #expect(result.errorOutput.split(separator: "\n").count == 1, "\(result.transcript)")

@@ -253,3 +253,22 @@ final class WireCapture {
         return frames
     }
 }
+
+/// Runs registry work (async) from a synchronous test.
+func blocking(_ operation: @escaping @Sendable () async throws -> Void) throws {
+    let done = DispatchSemaphore(value: 0)
+    let failure = LockedError()
+    Task.detached {
+        do { try await operation() } catch { failure.set(error) }
+        done.signal()
+    }
+    done.wait()
+    if let error = failure.error { throw error }
+}
+
+private final class LockedError: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stored: Error?
+    func set(_ error: Error) { lock.withLock { stored = error } }
+    var error: Error? { lock.withLock { stored } }
+}

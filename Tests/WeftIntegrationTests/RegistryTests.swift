@@ -106,18 +106,6 @@ struct RegistryTests {
         let address = try lab.exec("nodeA", ["ip", "-4", "addr", "show", "flannel0"])
         #expect(address.output.contains("10.244.1.0/32"), "\(address)")
     }
-
-    /// Runs registry work from a synchronous test.
-    private func blocking(_ operation: @escaping @Sendable () async throws -> Void) throws {
-        let done = DispatchSemaphore(value: 0)
-        let failure = LockedError()
-        Task.detached {
-            do { try await operation() } catch { failure.set(error) }
-            done.signal()
-        }
-        done.wait()
-        if let error = failure.error { throw error }
-    }
 }
 
 private final class LockedFlag: @unchecked Sendable {
@@ -127,12 +115,6 @@ private final class LockedFlag: @unchecked Sendable {
     var value: Bool { lock.withLock { stored } }
 }
 
-private final class LockedError: @unchecked Sendable {
-    private let lock = NSLock()
-    private var stored: Error?
-    func set(_ error: Error) { lock.withLock { stored = error } }
-    var error: Error? { lock.withLock { stored } }
-}
 }
 
 extension NamespaceTests {

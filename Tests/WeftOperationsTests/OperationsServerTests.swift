@@ -19,6 +19,12 @@ import WeftTestSupport
             peers: [.init(subnet: "10.244.2.0/24", publicIP: "198.18.0.2")], traffic: .init(snapshot))
     }
 
+    /// A generous deadline: the suite runs in parallel with tests that keep both cores busy, and
+    /// the concurrency pool may get to the response seconds late.
+    func get(_ path: String, socketPath: String) async throws -> StatusClient.Response {
+        try await StatusClient.get(path, socketPath: socketPath, deadline: .seconds(60))
+    }
+
     /// Holds what the server reports; tests change it between requests.
     final class Board: Sendable {
         let current = Mutex<NodeStatus?>(nil)
@@ -42,14 +48,14 @@ import WeftTestSupport
     @Test("healthz answers from the start; readyz, metrics and status wait for the node")
     func startingNode() async throws {
         try await withServer(Board()) { path in
-            let health = try await StatusClient.get("/healthz", socketPath: path)
+            let health = try await get("/healthz", socketPath: path)
             #expect(health.status == 200)
             for endpoint in ["/readyz", "/metrics", "/status"] {
-                let response = try await StatusClient.get(endpoint, socketPath: path)
+                let response = try await get(endpoint, socketPath: path)
                 #expect(response.status == 503, "\(endpoint)")
                 #expect(String(decoding: response.body, as: UTF8.self).contains("starting"), "\(endpoint)")
             }
-            #expect(try await StatusClient.get("/nope", socketPath: path).status == 404)
+            #expect(try await get("/nope", socketPath: path).status == 404)
         }
     }
 
@@ -59,13 +65,13 @@ import WeftTestSupport
         try await withServer(board) { path in
             let now = Date().timeIntervalSince1970
             board.current.withLock { $0 = Self.status(leaseExpiresAt: now + 3600) }
-            #expect(try await StatusClient.get("/readyz", socketPath: path).status == 200)
+            #expect(try await get("/readyz", socketPath: path).status == 200)
             board.current.withLock { $0 = Self.status(leaseExpiresAt: now - 5) }
-            let expired = try await StatusClient.get("/readyz", socketPath: path)
+            let expired = try await get("/readyz", socketPath: path)
             #expect(expired.status == 503)
             #expect(String(decoding: expired.body, as: UTF8.self).hasPrefix("not ready: lease 10.244.1.0/24 expired"))
             board.current.withLock { $0 = Self.status(forwarding: false) }
-            let stopped = try await StatusClient.get("/readyz", socketPath: path)
+            let stopped = try await get("/readyz", socketPath: path)
             #expect(String(decoding: stopped.body, as: UTF8.self) == "not ready: the data path is not running\n")
         }
     }
@@ -76,7 +82,7 @@ import WeftTestSupport
         let expected = Self.status(leaseExpiresAt: 1_796_086_400)
         board.current.withLock { $0 = expected }
         try await withServer(board) { path in
-            let response = try await StatusClient.get("/status", socketPath: path)
+            let response = try await get("/status", socketPath: path)
             #expect(response.status == 200)
             #expect(try NodeStatus.decode(response.body) == expected)
         }
@@ -87,7 +93,7 @@ import WeftTestSupport
         let board = Board()
         board.current.withLock { $0 = Self.status(leaseExpiresAt: 1_796_086_400) }
         try await withServer(board) { path in
-            let response = try await StatusClient.get("/metrics", socketPath: path)
+            let response = try await get("/metrics", socketPath: path)
             #expect(response.status == 200)
             let samples = Set(String(decoding: response.body, as: UTF8.self).split(separator: "\n").filter { !$0.hasPrefix("#") }.map(String.init))
             let expected: Set<String> = [
@@ -118,7 +124,7 @@ import WeftTestSupport
             await #expect(throws: OperationsError.self) {
                 _ = try await OperationsServer.start([.unix(path: path)]) { nil }
             }
-            let health = try await StatusClient.get("/healthz", socketPath: path)
+            let health = try await get("/healthz", socketPath: path)
             #expect(health.status == 200, "the first node keeps its socket")
         }
         let directory = try makeTemporaryDirectory("weft-operations-stale")
@@ -137,7 +143,7 @@ import WeftTestSupport
         #expect(bound == 0)
         close(fd)
         let server = try await OperationsServer.start([.unix(path: stale)]) { nil }
-        #expect(try await StatusClient.get("/healthz", socketPath: stale).status == 200)
+        #expect(try await get("/healthz", socketPath: stale).status == 200)
         await server.stop()
     }
 
