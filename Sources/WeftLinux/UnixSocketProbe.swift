@@ -1,3 +1,4 @@
+import CWeftLinux
 import Glibc
 
 /// Whether something listens on a Unix stream socket path.
