@@ -20,6 +20,32 @@ struct CommandLineTests {
         #expect(result.status == 0 && result.errorOutput.isEmpty && result.output.isEmpty, "\(result)")
     }
 
+    @Test("tools/install puts weft, the flanneld link and the unit in place; run again it changes nothing else")
+    func install() throws {
+        let root = try makeTemporaryDirectory("install")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let environment = ["WEFT_BIN": Environment.weftBinary, "WEFT_ALLOW_DYNAMIC": "1"]
+        for round in 1...2 {
+            let result = try run([Environment.tool("install"), "--destdir", root, "--prefix", "/opt/weft"], timeout: 60, environment: environment)
+            #expect(result.status == 0, "round \(round): \(result.transcript)")
+        }
+        let manager = FileManager.default
+        #expect(manager.isExecutableFile(atPath: root + "/opt/weft/bin/weft"))
+        #expect(try manager.destinationOfSymbolicLink(atPath: root + "/opt/weft/bin/flanneld") == "weft")
+        let version = try run([root + "/opt/weft/bin/flanneld", "-version"], timeout: 20)
+        #expect(version.output.trimmingCharacters(in: .whitespacesAndNewlines) == "0.1.0", "\(version.transcript)")
+        let unit = try String(contentsOfFile: root + "/etc/systemd/system/weft.service", encoding: .utf8)
+        #expect(unit.contains("ExecStart=/opt/weft/bin/weft run $WEFT_OPTIONS"), "\(unit)")
+        #expect(try manager.contentsOfDirectory(atPath: root + "/opt/weft/bin").sorted() == ["flanneld", "weft"], "no temporary file left")
+
+        // The debug build under test links the Swift runtime, which a node without the toolchain
+        // lacks: refused unless allowed.
+        if try run(["ldd", Environment.weftBinary]).output.contains("libswift") {
+            let refused = try run([Environment.tool("install"), "--destdir", root], timeout: 60, environment: ["WEFT_BIN": Environment.weftBinary])
+            #expect(refused.status == 1 && refused.errorOutput.contains("links the Swift runtime dynamically"), "\(refused.transcript)")
+        }
+    }
+
     @Test("bad flags give one error line naming the problem", arguments: [
         (["run", "--subnet", "10.244.1.0/24"], "--subnet needs --network"),
         (["run", "--network", "10.244.0.0/33", "--subnet", "10.244.1.0/24"], "'10.244.0.0/33' is invalid for '--network <cidr>': the prefix length must be 0 to 32"),
