@@ -185,12 +185,21 @@ final class Lab: @unchecked Sendable {
 
     /// Waits up to `seconds` for `text` in a background command's stderr (its log); whether it came.
     func waitForLog(_ process: BackgroundProcess, containing text: String, seconds: Double) -> Bool {
+        waitFor(seconds) { process.errorOutput.contains(text) }
+    }
+
+    /// Waits until `process` has printed `text` on stdout; false if it has not after `seconds`.
+    func waitForOutput(_ process: BackgroundProcess, containing text: String, seconds: Double) -> Bool {
+        waitFor(seconds) { process.output.contains(text) }
+    }
+
+    private func waitFor(_ seconds: Double, _ condition: () -> Bool) -> Bool {
         let deadline = Date().addingTimeInterval(seconds)
         while Date() < deadline {
-            if process.errorOutput.contains(text) { return true }
-            usleep(100_000)
+            if condition() { return true }
+            usleep(50_000)
         }
-        return process.errorOutput.contains(text)
+        return condition()
     }
 
     /// Pings from a namespace; returns ping's output.

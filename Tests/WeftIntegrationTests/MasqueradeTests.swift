@@ -23,8 +23,7 @@ struct MasqueradeTests {
             data, sender = s.recvfrom(100); print(sender[0], flush=True)
             """
         let listener = try lab.spawn(node, ["python3", "-c", script, address])
-        let deadline = Date().addingTimeInterval(10)
-        while !listener.output.contains("ready") && Date() < deadline { usleep(20_000) }
+        #expect(lab.waitForOutput(listener, containing: "ready", seconds: 10), "\(listener.errorOutput)")
         return listener
     }
 

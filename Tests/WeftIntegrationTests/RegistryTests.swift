@@ -77,6 +77,45 @@ struct RegistryTests {
         #expect(address.output.contains("10.244.1.0/32"), "\(address)")
     }
 
+    enum LocalFailure: String, CaseIterable, CustomStringConvertible {
+        case noPrivileges, portInUse, tunNameTaken, portMismatch
+        var description: String { rawValue }
+    }
+
+    @Test("a start that fails on this machine (privileges, port, TUN name, --port) fails before taking a lease", arguments: LocalFailure.allCases)
+    func localFailureTakesNoLease(failure: LocalFailure) throws {
+        let lab = try lab(.file)
+        let registry = FileRegistry(directory: "\(lab.stateDirectory)/registry")
+        try blocking {
+            try registry.prepare()
+            _ = try await registry.create("/coreos.com/network/config", value: Array(#"{"Network":"10.244.0.0/16"}"#.utf8), ttl: nil)
+        }
+        var command = [Environment.weftBinary] + (try lab.registryArguments(node: 1))
+        let expected: String
+        switch failure {
+        case .noPrivileges:
+            command = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] + command
+            expected = "weft run needs root or CAP_NET_ADMIN"
+        case .portInUse:
+            let holder = try lab.spawn("nodeA", ["python3", "-c", "import socket, time\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('198.18.0.1', 8285)); print('bound', flush=True); time.sleep(30)"])
+            #expect(lab.waitForOutput(holder, containing: "bound", seconds: 10))
+            expected = "cannot bind UDP 198.18.0.1:8285"
+        case .tunNameTaken:
+            try lab.exec("nodeA", ["ip", "link", "add", "flannel0", "type", "veth", "peer", "name", "flannel0p"])
+            expected = "cannot create TUN flannel0: it already exists"
+        case .portMismatch:
+            command += ["--port", "8300"]
+            expected = "--port 8300 differs from the net config's Backend.Port 8285"
+        }
+        let failed = try lab.exec("nodeA", command, timeout: 30)
+        #expect(failed.status == 1, "\(failed.transcript)")
+        #expect(failed.errorOutput.contains(expected), "\(failed.transcript)")
+        #expect(!failed.errorOutput.contains("acquired lease"), "\(failed.transcript)")
+        let leases = LockedCount()
+        try blocking { leases.set(try await registry.list(prefix: "/coreos.com/network/subnets/").0.count) }
+        #expect(leases.value == 0, "no lease was taken")
+    }
+
     @Test("a start that fails after taking a lease gives it back, so no phantom peer is left", arguments: Lab.Registry.available)
     func failedStartReleasesItsLease(registry: Lab.Registry) throws {
         let lab = try lab(registry)
@@ -106,6 +145,13 @@ struct RegistryTests {
         let address = try lab.exec("nodeA", ["ip", "-4", "addr", "show", "flannel0"])
         #expect(address.output.contains("10.244.1.0/32"), "\(address)")
     }
+}
+
+private final class LockedCount: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stored = 0
+    func set(_ value: Int) { lock.withLock { stored = value } }
+    var value: Int { lock.withLock { stored } }
 }
 
 private final class LockedFlag: @unchecked Sendable {
