@@ -33,6 +33,7 @@ public struct FileRegistry: SubnetRegistry {
     let sweepInterval: Double
     /// Told about every entry file `list` skips because it cannot be read as an entry.
     let onUnreadableEntry: @Sendable (String) -> Void
+    let pollBell = PollBell()
 
     /// The wall clock in seconds since 1970, the default `clock`.
     @Sendable public static func now() -> Double { Date().timeIntervalSince1970 }
@@ -60,6 +61,13 @@ public struct FileRegistry: SubnetRegistry {
         self.eventLogCapacity = max(2, eventLogCapacity)
         self.pollInterval = pollInterval
         self.sweepInterval = sweepInterval
+    }
+
+    /// Makes this instance's watchers read the event log now instead of at their next poll:
+    /// tests that change the files call it and then wait for the event, so they do not race
+    /// poll intervals however loaded the machine is.
+    public func pollNow() {
+        pollBell.ring()
     }
 
     var entriesDirectory: String { directory + "/entries" }

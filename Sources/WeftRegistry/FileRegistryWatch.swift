@@ -23,12 +23,13 @@ extension FileRegistry {
                         if try self.hasExpiredEntries() { try self.mutate { _ in } }
                     }
                 }
+                let ringsBeforePoll = pollBell.rings
                 let (events, next) = try await offload { [cursor] in try self.poll(cursor) }
                 cursor = next
                 for event in events where event.key.hasPrefix(prefix) {
                     yield(event)
                 }
-                try await Task.sleep(for: .seconds(pollInterval))
+                await pollBell.wait(seconds: pollInterval, unlessRungSince: ringsBeforePoll)
             }
         }
     }

@@ -202,20 +202,37 @@ private func leaseKey(_ index: Int) -> String { "\(prefix)10.244.\(index).0-24" 
 
     @Test func aWatcherThatFallsBehindATrimSeesCompacted() async throws {
         try await withTemporaryDirectory { directory in
-            // The watcher polls once at start, then not again for 10 s; meanwhile the log is
-            // trimmed past its position, which it must report rather than silently skip. The 12
-            // writes took up to 2.6 s on a loaded CI run (with a 1 s interval they straddled a
-            // poll and the watcher kept up), so 10 s leaves room; the test lasts one interval.
-            let registry = FileRegistry(directory: directory, eventLogCapacity: 10, pollInterval: 10)
+            // The watcher reads the log once, then not before pollNow(): meanwhile the log is
+            // trimmed past its position, which it must report rather than silently skip. No
+            // timing is involved, however slow the machine.
+            let registry = FileRegistry(directory: directory, eventLogCapacity: 10, pollInterval: 3600)
             _ = try await registry.put(leaseKey(1), value: [0], ttl: nil)
-            let stream = registry.watch(prefix: "", after: 1)
-            try await Task.sleep(for: .milliseconds(200))
-            let started = ContinuousClock.now
-            for index in 1...12 { _ = try await registry.put(leaseKey(1), value: [UInt8(index)], ttl: nil) }
-            try #require(ContinuousClock.now - started < .seconds(9.5), "the writes must end before the watcher's next poll")
-            await #expect(throws: RegistryError.self) {
-                _ = try await firstEvents(12, of: stream, timeout: 20)
+            _ = try await registry.put(leaseKey(1), value: [1], ttl: nil)
+            var events = registry.watch(prefix: "", after: 1).makeAsyncIterator()
+            #expect(try await events.next()?.revision == 2, "the first read is done; the next waits for pollNow")
+            for index in 2...13 { _ = try await registry.put(leaseKey(1), value: [UInt8(index)], ttl: nil) }
+            registry.pollNow()
+            do {
+                let next = try await events.next()
+                Issue.record("expected .compacted, got \(String(describing: next))")
+            } catch RegistryError.compacted {
             }
+        }
+    }
+
+    @Test("pollNow wakes a watcher at once: a change is seen without waiting out the interval")
+    func pollNowWakesTheWatcher() async throws {
+        try await withTemporaryDirectory { directory in
+            let registry = FileRegistry(directory: directory, pollInterval: 3600)
+            var events = registry.watch(prefix: prefix, after: 0).makeAsyncIterator()
+            _ = try await registry.put(leaseKey(1), value: bytes("a"), ttl: nil)
+            // Whether the watcher's first read came before or after the put, the rung bell
+            // makes it read again: the event arrives, never an hour later.
+            registry.pollNow()
+            #expect(try await events.next()?.revision == 1)
+            _ = try await registry.put(leaseKey(2), value: bytes("b"), ttl: nil)
+            registry.pollNow()
+            #expect(try await events.next()?.revision == 2)
         }
     }
 
