@@ -28,8 +28,9 @@ public enum StatusClient {
         return try await connection.executeThenClose { inbound, outbound in
             var headers = HTTPHeaders()
             headers.add(name: "Host", value: "localhost")
-            try await outbound.write(.head(HTTPRequestHead(version: .http1_1, method: .GET, uri: path, headers: headers)))
-            try await outbound.write(.end(nil))
+            // One write: the server answers a GET as soon as its head is parsed and then closes,
+            // so an `.end` written separately could find the channel closed already.
+            try await outbound.write(contentsOf: [.head(HTTPRequestHead(version: .http1_1, method: .GET, uri: path, headers: headers)), .end(nil)])
             var status: Int?
             var body: [UInt8] = []
             for try await part in inbound {
