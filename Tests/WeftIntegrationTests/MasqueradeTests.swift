@@ -53,7 +53,7 @@ struct MasqueradeTests {
             try files.prepare()
             _ = try await files.create("/coreos.com/network/config", value: Array(config.utf8), ttl: nil)
         }
-        let weftA = try lab.startWeft("nodeA", try lab.registryArguments(node: 1) + ["--ip-masq"])
+        let weftA = try lab.startWeft("nodeA", try lab.registryArguments(node: 1) + ["--ip-masq", "--iptables-resync", "1"])
         _ = try lab.startWeft("nodeB", try lab.registryArguments(node: 2))
         #expect(lab.waitForLog(weftA, containing: "masquerading traffic leaving 10.244.0.0/16 and accepting 10.244.0.0/16 in FORWARD with \(tool)", seconds: 5),
                 "\(weftA.errorOutput)")
@@ -68,6 +68,13 @@ struct MasqueradeTests {
         let listing = tool == .iptables ? ["iptables", "-t", "nat", "-S"] : ["nft", "list", "ruleset"]
         let installed = try lab.exec("nodeA", listing)
         #expect(installed.output.contains(tool == .iptables ? "FLANNEL-POSTRTG" : "table ip flannel-ipv4"), "\(installed)")
+
+        // A firewall reload that drops the rules: the next check (every second here) puts them back.
+        let wipe = tool == .iptables ? ["iptables", "-t", "nat", "-F", "FLANNEL-POSTRTG"] : ["nft", "delete", "table", "ip", "flannel-ipv4"]
+        #expect(try lab.exec("nodeA", wipe).status == 0)
+        #expect(lab.waitForLog(weftA, containing: "\(tool) rules for 10.244.0.0/16 were missing or changed; put back", seconds: 10), "\(weftA.errorOutput)")
+        #expect(try lab.exec("nodeA", listing).output == installed.output, "the same rules as before")
+        #expect(try sourceSeen(lab, listenerNode: "nodeB", address: "198.18.0.2") == "198.18.0.1", "masquerading again")
         #expect(weftA.stop().status == 0)
         let removed = try lab.exec("nodeA", listing)
         #expect(!removed.output.contains("FLANNEL") && !removed.output.contains("flannel"), "a clean stop removes the rules: \(removed)")
