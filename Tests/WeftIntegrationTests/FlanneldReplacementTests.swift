@@ -36,16 +36,7 @@ struct FlanneldReplacementTests {
         let flanneld = "\(lab.stateDirectory)/flanneld"
         try FileManager.default.createSymbolicLink(atPath: flanneld, withDestinationPath: root + "/usr/local/bin/weft")
 
-        let notify = "\(lab.stateDirectory)/notify"
-        let listener = try lab.spawn("nodeA", ["python3", "-c", """
-            import socket, sys
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-            s.bind(sys.argv[1])
-            s.settimeout(30)
-            for _ in range(2):
-                print(s.recv(512).decode().replace("\\n", " | "), flush=True)
-            """, notify])
-        for _ in 0..<50 where access(notify, F_OK) != 0 { usleep(100_000) }
+        let (notify, listener) = try lab.startNotifyListener(in: "nodeA")
         let command = Self.execStart.split(separator: " ").map(String.init).dropFirst()
         let nodeA = try lab.spawn("nodeA", ["env", "NOTIFY_SOCKET=\(notify)", "FLANNELD_SUBNET_FILE=\(lab.stateDirectory)/subnet-1.env",
                                             "FLANNELD_IPTABLES_RESYNC=5", flanneld] + command)

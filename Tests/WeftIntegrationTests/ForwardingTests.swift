@@ -373,16 +373,7 @@ struct ForwardingTests {
     @Test("under a Type=notify unit weft sends READY=1 once forwarding and STOPPING=1 on stop")
     func systemdNotification() throws {
         let lab = try Lab()
-        let socket = "\(lab.stateDirectory)/notify"
-        let listener = try lab.spawn("nodeA", ["python3", "-c", """
-            import socket, sys
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-            s.bind(sys.argv[1])
-            s.settimeout(30)
-            for _ in range(2):
-                print(s.recv(512).decode().replace("\\n", " | "), flush=True)
-            """, socket])
-        for _ in 0..<50 where access(socket, F_OK) != 0 { usleep(100_000) }
+        let (socket, listener) = try lab.startNotifyListener(in: "nodeA")
         let weft = try lab.startWeft("nodeA", Lab.weftArguments(node: "nodeA"), environment: ["NOTIFY_SOCKET=\(socket)"])
         let stopped = weft.stop()
         #expect(stopped.status == 0, "\(stopped)")

@@ -183,6 +183,23 @@ final class Lab: @unchecked Sendable {
         throw LabError("\(name) did not come up in \(node) within \(seconds) s; stderr: \(process.errorOutput)")
     }
 
+    /// A stand-in for systemd's notify socket in `node`: a datagram socket at a path of the
+    /// lab's that prints the first two messages it gets, each on one line with " | " for the
+    /// newlines ("READY=1 | STATUS=…"). Returns once the socket exists.
+    func startNotifyListener(in node: String) throws -> (socket: String, listener: BackgroundProcess) {
+        let socket = "\(stateDirectory)/notify-\(node)"
+        let listener = try spawn(node, ["python3", "-c", """
+            import socket, sys
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            s.bind(sys.argv[1])
+            s.settimeout(30)
+            for _ in range(2):
+                print(s.recv(512).decode().replace("\\n", " | "), flush=True)
+            """, socket])
+        _ = waitFor(5) { access(socket, F_OK) == 0 }
+        return (socket, listener)
+    }
+
     /// Waits up to `seconds` for `text` in a background command's stderr (its log); whether it came.
     func waitForLog(_ process: BackgroundProcess, containing text: String, seconds: Double) -> Bool {
         waitFor(seconds) { process.errorOutput.contains(text) }
