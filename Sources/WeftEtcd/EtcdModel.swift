@@ -1,4 +1,5 @@
 import Foundation
+import WeftRegistry
 
 // The JSON gateway's request and response shapes (KV, leases, txn, watch, errors), reduced to the fields
 // Weft uses. Property names are the wire names, so no CodingKeys are needed. Every response field
@@ -181,4 +182,53 @@ struct WatchResponse: Decodable {
 struct WatchLine: Decodable {
     var result: WatchResponse?
     var error: GatewayErrorBody?
+}
+
+/// What one line of the watch stream tells the watcher, read without I/O (and fuzzed).
+struct WatchMessage: Equatable {
+    enum Outcome: Equatable {
+        /// The events after the revision the watcher had (none for a created or progress message).
+        case events([RegistryEvent])
+        /// etcd no longer has the events asked for: re-list.
+        case compacted(Int64)
+        /// An unreadable line, an error, or a cancel without a compaction: reconnect.
+        case failed(String)
+    }
+
+    /// etcd confirms the watch (it may cancel it in the same message).
+    var created: Bool
+    var outcome: Outcome
+}
+
+extension WatchLine {
+    /// Reads one stream line. All events of one revision come in one message (a lease expiry
+    /// deletes several keys at one revision), so every event of the message is compared with
+    /// `revision`, the last one delivered before it; anything at or below it was delivered
+    /// before a reconnect and is dropped.
+    static func read(_ line: some Collection<UInt8>, after revision: Int64) -> WatchMessage {
+        guard let message = try? JSONDecoder().decode(WatchLine.self, from: Data(line)) else {
+            // Not what we think the stream is: start over.
+            return WatchMessage(created: false, outcome: .failed("unreadable watch message"))
+        }
+        if let error = message.error {
+            return WatchMessage(created: false, outcome: .failed("watch error: \(error.message ?? error.error ?? "?")"))
+        }
+        guard let result = message.result else { return WatchMessage(created: false, outcome: .events([])) }
+        let created = result.created == true
+        if result.canceled == true {
+            if let compacted = result.compact_revision?.value, compacted > 0 {
+                return WatchMessage(created: created, outcome: .compacted(compacted))
+            }
+            return WatchMessage(created: created, outcome: .failed("watch canceled: \(result.cancel_reason ?? "no reason")"))
+        }
+        var events: [RegistryEvent] = []
+        for event in result.events ?? [] {
+            guard let kv = event.kv, let keyData = kv.key, let modRevision = kv.mod_revision?.value, modRevision > revision else { continue }
+            let key = String(decoding: keyData, as: UTF8.self)
+            events.append(event.type == "DELETE"
+                ? .delete(key: key, revision: modRevision)
+                : .put(RegistryEntry(key: key, value: Array(kv.value ?? Data()), modRevision: modRevision)))
+        }
+        return WatchMessage(created: created, outcome: .events(events))
+    }
 }

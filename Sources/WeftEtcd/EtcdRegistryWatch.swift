@@ -46,39 +46,21 @@ extension EtcdRegistry {
                         return answer.status > 0
                     }
                     try await EtcdHTTP.stream(endpoint, path: "/v3/watch", body: body, token: token, probe: probe) { line in
-                        guard let message = try? JSONDecoder().decode(WatchLine.self, from: Data(line)) else {
-                            // An unreadable line means the stream is not what we think: start over.
-                            throw EtcdTransportError(endpoint: endpoint.url, message: "unreadable watch message")
-                        }
-                        if let error = message.error {
-                            throw EtcdTransportError(endpoint: endpoint.url, message: "watch error: \(error.message ?? error.error ?? "?")")
-                        }
-                        guard let result = message.result else { return true }
-                        if result.created == true {
+                        let message = WatchLine.read(line, after: last)
+                        if message.created {
                             established = true
                             state.withLock { $0.preferred = index }
                         }
-                        if result.canceled == true {
-                            if let compacted = result.compact_revision?.value, compacted > 0 {
-                                throw RegistryError.compacted(revision: compacted)
+                        switch message.outcome {
+                        case .failed(let reason):
+                            throw EtcdTransportError(endpoint: endpoint.url, message: reason)
+                        case .compacted(let revision):
+                            throw RegistryError.compacted(revision: revision)
+                        case .events(let events):
+                            for event in events {
+                                deliver(event)
+                                last = max(last, event.revision)
                             }
-                            throw EtcdTransportError(endpoint: endpoint.url, message: "watch canceled: \(result.cancel_reason ?? "no reason")")
-                        }
-                        // All events of one revision come in one message (a lease expiry deletes
-                        // several keys at one revision), so compare with the revision delivered
-                        // before this message and advance only afterwards.
-                        let before = last
-                        for event in result.events ?? [] {
-                            guard let kv = event.kv, let keyData = kv.key, let modRevision = kv.mod_revision?.value,
-                                  modRevision > before
-                            else { continue }
-                            let eventKey = String(decoding: keyData, as: UTF8.self)
-                            if event.type == "DELETE" {
-                                deliver(.delete(key: eventKey, revision: modRevision))
-                            } else {
-                                deliver(.put(RegistryEntry(key: eventKey, value: Array(kv.value ?? Data()), modRevision: modRevision)))
-                            }
-                            last = max(last, modRevision)
                         }
                         return true
                     }
