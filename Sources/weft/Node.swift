@@ -489,8 +489,13 @@ final class Node: @unchecked Sendable {
             var failing = false
             while !Task.isCancelled {
                 do { try await Task.sleep(for: .seconds(seconds)) } catch { return }
+                // iptables may wait seconds for the xtables lock: on a Dispatch thread, never
+                // on one of the concurrency pool's few, which the lease maintenance needs.
+                let checked = await withCheckedContinuation { (done: CheckedContinuation<Result<Bool, PacketFilterError>, Never>) in
+                    DispatchQueue.global().async { done.resume(returning: Result { () throws(PacketFilterError) in try packetFilter.ensure() }) }
+                }
                 do {
-                    if try packetFilter.ensure() {
+                    if try checked.get() {
                         logger.warning("\(packetFilter.tool) rules for \(packetFilter.rules.network) were missing or changed; put back")
                     }
                     if failing { logger.info("\(packetFilter.tool) rules checked again") }
