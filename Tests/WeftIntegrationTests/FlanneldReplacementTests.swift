@@ -38,8 +38,10 @@ struct FlanneldReplacementTests {
 
         let (notify, listener) = try lab.startNotifyListener(in: "nodeA")
         let command = Self.execStart.split(separator: " ").map(String.init).dropFirst()
+        // The unit's EnvironmentFile: flanneld's variables, each one honoured.
         let nodeA = try lab.spawn("nodeA", ["env", "NOTIFY_SOCKET=\(notify)", "FLANNELD_SUBNET_FILE=\(lab.stateDirectory)/subnet-1.env",
-                                            "FLANNELD_IPTABLES_RESYNC=5", flanneld] + command)
+                                            "FLANNELD_IPTABLES_RESYNC=5", "FLANNELD_IPTABLES_FORWARD_RULES=false",
+                                            "FLANNELD_HEALTHZ_PORT=8081", flanneld] + command)
         #expect(lab.waitForLog(nodeA, containing: "renewed our lease 10.244.1.0/24", seconds: 15), "flanneld's lease is taken over: \(nodeA.errorOutput)")
         #expect(lab.waitForLog(nodeA, containing: "forwarding 10.244.1.0/24 on flannel0", seconds: 15), "\(nodeA.errorOutput)")
         _ = try lab.startWeft("nodeB", try lab.registryArguments(node: 2, registry: .etcd))
@@ -50,6 +52,10 @@ struct FlanneldReplacementTests {
         #expect(subnetFile == "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.1.1/24\nFLANNEL_MTU=1472\nFLANNEL_IPMASQ=true\n")
         let nat = try lab.exec("nodeA", ["iptables", "-t", "nat", "-S", "FLANNEL-POSTRTG"])
         #expect(nat.output.contains("-j MASQUERADE --random-fully"), "\(nat)")
+        let filter = try lab.exec("nodeA", ["iptables", "-S"])
+        #expect(!filter.output.contains("FLANNEL-FWD"), "FLANNELD_IPTABLES_FORWARD_RULES=false: \(filter)")
+        let ready = try lab.exec("nodeA", ["python3", "-c", "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:8081/readyz', timeout=5).read().decode())"])
+        #expect(ready.output == "ready\n\n", "FLANNELD_HEALTHZ_PORT=8081: \(ready)")
         let lease = try lab.etcdkv(["get", "/coreos.com/network/subnets/10.244.1.0-24"])
         #expect(lease.output == #"{"PublicIP":"198.18.0.1","PublicIPv6":null}"#, "the etcd data is flanneld's as before: \(lease)")
 
