@@ -13,19 +13,9 @@ public enum SubnetEnvironmentFile {
     /// flanneld's default path.
     public static let defaultPath = "/run/flannel/subnet.env"
 
-    /// flanneld's four lines, e.g.
-    /// `FLANNEL_NETWORK=10.244.0.0/16`, `FLANNEL_SUBNET=10.244.1.1/24`, `FLANNEL_MTU=1472`,
-    /// `FLANNEL_IPMASQ=false`. FLANNEL_SUBNET is the lease's first host address (the tunnel's),
-    /// with the lease's prefix length.
+    /// flanneld's four lines (`SubnetEnvironmentFormat.render`).
     public static func render(network: IPv4Prefix, subnet: IPv4Prefix, mtu: Int, ipMasquerade: Bool) -> String {
-        let tunnelAddress = IPv4Address(rawValue: subnet.network.rawValue &+ 1)
-        return """
-            FLANNEL_NETWORK=\(network)
-            FLANNEL_SUBNET=\(tunnelAddress)/\(subnet.length)
-            FLANNEL_MTU=\(mtu)
-            FLANNEL_IPMASQ=\(ipMasquerade)
-
-            """
+        SubnetEnvironmentFormat.render(network: network, subnet: subnet, mtu: mtu, ipMasquerade: ipMasquerade)
     }
 
     /// Writes the file atomically, so readers see the old or the new file and never a partial
@@ -56,24 +46,10 @@ public enum SubnetEnvironmentFile {
         return NetworkConfig.parseCIDR(value)
     }
 
-    /// `KEY=VALUE` lines, read leniently as flanneld's dotenv reader does: blank lines and `#`
-    /// comments skipped, `export ` prefixes and matching quotes removed, the last occurrence wins.
+    /// The file's variables (`SubnetEnvironmentFormat.variables`); none when it cannot be read.
     static func readVariables(at path: String) -> [String: String] {
-        guard let bytes = readFile(at: path), let text = String(validating: bytes, as: UTF8.self) else { return [:] }
-        var variables: [String: String] = [:]
-        for rawLine in text.split(whereSeparator: { $0 == "\n" || $0 == "\r\n" || $0 == "\r" }) {
-            var line = rawLine.trimmingASCIIWhitespace()
-            if line.isEmpty || line.hasPrefix("#") { continue }
-            if line.hasPrefix("export ") { line = line.dropFirst("export ".count).trimmingASCIIWhitespace() }
-            guard let equals = line.firstIndex(of: "=") else { continue }
-            let key = line[..<equals].trimmingASCIIWhitespace()
-            var value = line[line.index(after: equals)...].trimmingASCIIWhitespace()
-            if value.count >= 2, let first = value.first, first == "\"" || first == "'", value.last == first {
-                value = value.dropFirst().dropLast()
-            }
-            variables[String(key)] = String(value)
-        }
-        return variables
+        guard let bytes = readFile(at: path) else { return [:] }
+        return SubnetEnvironmentFormat.variables(in: bytes)
     }
 
     /// The whole file, or nil when it cannot be read; subnet.env is tiny, so a 64 KiB cap is ample.
@@ -96,15 +72,5 @@ public struct SubnetEnvironmentFileError: Error, Equatable, Sendable, CustomStri
 
     public var description: String {
         "subnet.env: \(SystemError(errno: errno, operation: operation))"
-    }
-}
-
-
-extension Substring {
-    fileprivate func trimmingASCIIWhitespace() -> Substring {
-        var result = self
-        while let first = result.first, first == " " || first == "\t" { result = result.dropFirst() }
-        while let last = result.last, last == " " || last == "\t" { result = result.dropLast() }
-        return result
     }
 }
