@@ -138,16 +138,14 @@ public final class PacketFilter: Sendable {
     }
 
     private func run(_ arguments: [String]) throws(PacketFilterError) -> CommandResult {
+        let result: CommandResult?
         do {
-            guard let result = try ChildProcess.run([executable] + arguments, timeout: Self.commandTimeout) else {
-                throw PacketFilterError("\(tool.command) \(arguments.joined(separator: " ")) was stopped")
-            }
-            return result
-        } catch let error as SystemError {
-            throw PacketFilterError("cannot run \(executable): \(error)")
+            result = try ChildProcess.run([executable] + arguments, timeout: Self.commandTimeout)
         } catch {
-            throw error as! PacketFilterError
+            throw PacketFilterError("cannot run \(executable): \(error)")
         }
+        guard let result else { throw PacketFilterError("\(tool.command) \(arguments.joined(separator: " ")) was stopped") }
+        return result
     }
 
     private func required(_ arguments: [String]) throws(PacketFilterError) {
