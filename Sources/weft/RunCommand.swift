@@ -219,6 +219,15 @@ struct RunCommand: AsyncParsableCommand {
             }
             throw error
         }
+        // The last steps of a start (forwarding rules, subnet.env) do not stop for a
+        // cancellation, so a signal that came during them has been taken by this watch and
+        // would be lost: the node would forward until SIGKILL. Stop now instead.
+        if let number = startSignals.received {
+            logger.info("stopping for the \(SignalWatch.name(number)) received while starting")
+            let summary = await node.shutDown()
+            print("weft: stopped; \(summary.summaryLine)")
+            return
+        }
         let outcome = await node.waitForStop()
         let summary = await node.shutDown()
         if case .leaseLost = outcome {

@@ -85,7 +85,8 @@ struct OperationsTests {
         let json = try lab.exec("nodeB", [Environment.weftBinary, "status", "--json"])
         #expect(json.output.contains(#""too-short" : 7"#), "\(json)")
 
-        #expect(weftA.stop().status == 0)
+        let stoppedA = weftA.stop()
+        #expect(stoppedA.status == 0, "\(stoppedA)")
         // A stopped node leaves no socket, so weft status says plainly that nothing runs there.
         let gone = try lab.exec("nodeA", [Environment.weftBinary, "status"])
         #expect(gone.status == 1 && gone.errorOutput.contains("no weft runs here"), "\(gone)")
@@ -109,6 +110,27 @@ struct OperationsTests {
         let stopped = weft.wait(seconds: 10)
         #expect(stopped.status == 0 && stopped.output.contains("weft: stopped by SIGTERM before forwarding"), "\(stopped)")
         #expect(access(socket, F_OK) != 0, "the status socket is removed")
+    }
+
+    @Test("SIGTERM during the last steps of a start (a slow iptables) stops the node once it is up, keeping its lease")
+    func signalDuringLastStartSteps() throws {
+        let lab = try Lab(nodes: 2)
+        // flannel0 is up before the FORWARD rules go in; with each iptables call slowed down,
+        // a SIGTERM sent as soon as flannel0 is up lands while the start is still running.
+        let tools = "\(lab.stateDirectory)/slow-tools"
+        try FileManager.default.createDirectory(atPath: tools, withIntermediateDirectories: true)
+        let installed: [String] = ["/usr/sbin/iptables", "/sbin/iptables"]
+        let iptables = try #require(installed.first { access($0, X_OK) == 0 }, "iptables is installed")
+        try "#!/bin/sh\nsleep 0.3\nexec \(iptables) \"$@\"\n".write(toFile: "\(tools)/iptables", atomically: true, encoding: .utf8)
+        chmod("\(tools)/iptables", 0o755)
+        let path = "\(tools):" + (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin")
+        let weft = try lab.startWeft("nodeA", try lab.registryArguments(node: 1), environment: ["PATH=\(path)"])
+        let stopped = weft.stop()
+        #expect(stopped.status == 0 && stopped.output.contains("weft: stopped;"), "\(stopped)")
+        #expect(stopped.errorOutput.contains("SIGTERM received while starting"), "the signal came during the start: \(stopped.errorOutput)")
+        #expect(try lab.exec("nodeA", ["ip", "link", "show", "flannel0"]).status != 0, "flannel0 is removed")
+        let restarted = try lab.startWeft("nodeA", try lab.registryArguments(node: 1, writeSubnetFile: false))
+        #expect(lab.waitForLog(restarted, containing: "renewed our lease", seconds: 10), "the lease was kept: \(restarted.errorOutput)")
     }
 }
 }

@@ -70,7 +70,8 @@ struct RegistryTests {
     func restartKeepsSubnet(registry: Lab.Registry) throws {
         let lab = try lab(registry)
         let first = try lab.startWeft("nodeA", try lab.registryArguments(node: 1, registry: registry))
-        #expect(first.stop().status == 0)
+        let stopped = first.stop()
+        #expect(stopped.status == 0, "\(stopped)")
         try FileManager.default.removeItem(atPath: "\(lab.stateDirectory)/subnet-1.env")
         _ = try lab.startWeft("nodeA", try lab.registryArguments(node: 1, registry: registry, writeSubnetFile: false))
         let address = try lab.exec("nodeA", ["ip", "-4", "addr", "show", "flannel0"])
