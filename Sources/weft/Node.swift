@@ -550,11 +550,13 @@ final class Node: @unchecked Sendable {
 
     private func installSignalHandlers() throws(SystemError) {
         signals = try SignalWatch([SIGINT, SIGTERM, SIGHUP]) { [self] number in
-            if number == SIGHUP {
+            if stopping.load(ordering: .acquiring) {
+                logger.info("\(SignalWatch.name(number)) received while stopping: finishing the stop first")
+            } else if number == SIGHUP {
                 logger.info("SIGHUP received")
                 reloadPeers()
             } else {
-                logger.info("\(number == SIGINT ? "SIGINT" : "SIGTERM") received: stopping")
+                logger.info("\(SignalWatch.name(number)) received: stopping")
                 stopRequest.signal()
             }
         }
@@ -596,7 +598,6 @@ final class Node: @unchecked Sendable {
     func shutDown() async -> CounterSnapshot {
         notifySystemd("STOPPING=1")
         stopping.store(true, ordering: .releasing)
-        signals?.cancel()
         maintenance?.cancel()
         trafficLog?.cancel()
         filterResync?.cancel()
@@ -613,6 +614,10 @@ final class Node: @unchecked Sendable {
         let summary = counters()
         for queue in tunQueues { queue.close() }
         for socket in sockets { socket.close() }
+        // The signals stay watched for as long as the node lives (the watch goes with it), not
+        // cancelled here: a second SIGTERM (timeout(1) sends one to the process and one to its
+        // group; an impatient operator sends another) would otherwise get the default action in
+        // the middle of the stop, and leave the rules and the status socket behind.
         return summary
     }
 }

@@ -219,6 +219,8 @@ struct RunCommand: AsyncParsableCommand {
             }
             throw error
         }
+        // The node, and with it its signal watch, lives until the summary is out.
+        defer { withExtendedLifetime(node) {} }
         // The last steps of a start (forwarding rules, subnet.env) do not stop for a
         // cancellation, so a signal that came during them has been taken by this watch and
         // would be lost: the node would forward until SIGKILL. Stop now instead.

@@ -117,20 +117,41 @@ struct OperationsTests {
         let lab = try Lab(nodes: 2)
         // flannel0 is up before the FORWARD rules go in; with each iptables call slowed down,
         // a SIGTERM sent as soon as flannel0 is up lands while the start is still running.
-        let tools = "\(lab.stateDirectory)/slow-tools"
-        try FileManager.default.createDirectory(atPath: tools, withIntermediateDirectories: true)
-        let installed: [String] = ["/usr/sbin/iptables", "/sbin/iptables"]
-        let iptables = try #require(installed.first { access($0, X_OK) == 0 }, "iptables is installed")
-        try "#!/bin/sh\nsleep 0.3\nexec \(iptables) \"$@\"\n".write(toFile: "\(tools)/iptables", atomically: true, encoding: .utf8)
-        chmod("\(tools)/iptables", 0o755)
-        let path = "\(tools):" + (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin")
-        let weft = try lab.startWeft("nodeA", try lab.registryArguments(node: 1), environment: ["PATH=\(path)"])
+        let weft = try lab.startWeft("nodeA", try lab.registryArguments(node: 1), environment: [try Self.slowIPTablesPath(lab)])
         let stopped = weft.stop()
         #expect(stopped.status == 0 && stopped.output.contains("weft: stopped;"), "\(stopped)")
         #expect(stopped.errorOutput.contains("SIGTERM received while starting"), "the signal came during the start: \(stopped.errorOutput)")
         #expect(try lab.exec("nodeA", ["ip", "link", "show", "flannel0"]).status != 0, "flannel0 is removed")
         let restarted = try lab.startWeft("nodeA", try lab.registryArguments(node: 1, writeSubnetFile: false))
         #expect(lab.waitForLog(restarted, containing: "renewed our lease", seconds: 10), "the lease was kept: \(restarted.errorOutput)")
+    }
+
+    @Test("a second SIGTERM during the stop (timeout(1) sends one to the process and one to its group) does not cut the stop short")
+    func secondSignalDuringStop() throws {
+        let lab = try Lab(nodes: 2)
+        // The stop removes the FORWARD rules with slowed iptables calls: the second signal
+        // lands while they are going.
+        let weft = try lab.startWeft("nodeA", try lab.registryArguments(node: 1), environment: [try Self.slowIPTablesPath(lab)])
+        #expect(lab.waitForLog(weft, containing: "forwarding 10.244.1.0/24", seconds: 15), "\(weft.errorOutput)")
+        weft.signal(SIGTERM)
+        #expect(lab.waitForLog(weft, containing: "SIGTERM received: stopping", seconds: 5), "\(weft.errorOutput)")
+        weft.signal(SIGTERM)
+        let stopped = weft.wait(seconds: 15)
+        #expect(stopped.status == 0 && stopped.output.contains("weft: stopped;"), "\(stopped)")
+        let rules = try lab.exec("nodeA", ["iptables", "-S"])
+        #expect(!rules.output.contains("FLANNEL-FWD"), "the FORWARD rules are removed: \(rules)")
+    }
+
+    /// PATH=… with an `iptables` first on it that sleeps 0.3 s before each call, to hold a start
+    /// or a stop in its firewall steps.
+    private static func slowIPTablesPath(_ lab: Lab) throws -> String {
+        let tools = "\(lab.stateDirectory)/slow-tools"
+        try FileManager.default.createDirectory(atPath: tools, withIntermediateDirectories: true)
+        let installed: [String] = ["/usr/sbin/iptables", "/sbin/iptables"]
+        let iptables = try #require(installed.first { access($0, X_OK) == 0 }, "iptables is installed")
+        try "#!/bin/sh\nsleep 0.3\nexec \(iptables) \"$@\"\n".write(toFile: "\(tools)/iptables", atomically: true, encoding: .utf8)
+        chmod("\(tools)/iptables", 0o755)
+        return "PATH=\(tools):" + (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin")
     }
 }
 }
