@@ -248,6 +248,11 @@ final class Node: @unchecked Sendable {
         _ settings: RunSettings, assignment: Assignment, logger: Logger, tunQueues: [TunDevice], sockets: [UDPSocket],
         offload: Offload, underlayMTU: Int, pathMTU: Int, operations: OperationsServer?, description: String
     ) throws -> Node {
+        // SIGINT or SIGTERM while starting cancels the start (RunCommand). These steps do not
+        // wait, so the start checks for it before them and after the rules (iptables may wait for
+        // the xtables lock): a node told to stop then gives its new lease back and never says
+        // READY=1.
+        try Task.checkCancellation()
         let tun = tunQueues[0]
         do {
             try OverlayDevice.configure(tun, network: assignment.network, subnet: assignment.subnet, underlayMTU: underlayMTU)
@@ -271,6 +276,10 @@ final class Node: @unchecked Sendable {
             throw RunError("cannot start the data path: \(error)")
         }
         let packetFilter = try installTrafficRules(settings.traffic, assignment: assignment, logger: logger)
+        if Task.isCancelled {
+            try? packetFilter?.remove()
+            throw CancellationError()
+        }
         if let leases = assignment.leases {
             do {
                 // flanneld writes subnet.env once the backend is up, for the CNI plugin, which

@@ -221,9 +221,9 @@ struct RunCommand: AsyncParsableCommand {
         }
         // The node, and with it its signal watch, lives until the summary is out.
         defer { withExtendedLifetime(node) {} }
-        // The last steps of a start (forwarding rules, subnet.env) do not stop for a
-        // cancellation, so a signal that came during them has been taken by this watch and
-        // would be lost: the node would forward until SIGKILL. Stop now instead.
+        // A signal after the start's last check for cancellation (Node.finishStart) has been
+        // taken by this watch, not the node's, and would be lost: the node would forward until
+        // SIGKILL. Stop now instead.
         if let number = startSignals.received {
             logger.info("stopping for the \(SignalWatch.name(number)) received while starting")
             let summary = await node.shutDown()

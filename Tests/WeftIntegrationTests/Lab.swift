@@ -280,6 +280,23 @@ final class WireCapture {
     }
 }
 
+extension Lab {
+    /// How many leases the lab's file registry (`registryArguments(registry: .file)`) holds.
+    func fileRegistryLeaseCount() throws -> Int {
+        let registry = FileRegistry(directory: "\(stateDirectory)/registry")
+        let count = LockedCount()
+        try blocking { count.set(try await registry.list(prefix: "/coreos.com/network/subnets/").0.count) }
+        return count.value
+    }
+}
+
+private final class LockedCount: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stored = 0
+    func set(_ value: Int) { lock.withLock { stored = value } }
+    var value: Int { lock.withLock { stored } }
+}
+
 /// Runs registry work (async) from a synchronous test.
 func blocking(_ operation: @escaping @Sendable () async throws -> Void) throws {
     let done = DispatchSemaphore(value: 0)
