@@ -104,25 +104,27 @@ private final class SignalHub: @unchecked Sendable {
         source.resume()
     }
 
+    // The dispositions are set under the lock, so a remove that gives a signal its default
+    // action back cannot overtake an add that wants it on another thread.
     func add(_ watch: SignalWatch) {
-        watches.withLock { $0[ObjectIdentifier(watch)] = WeakWatch(watch: watch) }
+        watches.withLock { all in
+            all[ObjectIdentifier(watch)] = WeakWatch(watch: watch)
+            for number in watch.watched { signal(number) { recordSignal($0) } }
+        }
         var handled = sigset_t()
         sigemptyset(&handled)
-        for number in watch.watched {
-            signal(number) { recordSignal($0) }
-            sigaddset(&handled, number)
-        }
+        for number in watch.watched { sigaddset(&handled, number) }
         // A parent may have started us with these blocked (a test runner's Process does): they
         // would then never arrive.
         sigprocmask(SIG_UNBLOCK, &handled, nil)
     }
 
     func remove(_ watch: SignalWatch) {
-        let stillWanted = watches.withLock { all -> Set<Int32> in
+        watches.withLock { all in
             all[ObjectIdentifier(watch)] = nil
-            return Set(all.values.compactMap(\.watch).flatMap(\.watched))
+            let stillWanted = Set(all.values.compactMap(\.watch).flatMap(\.watched))
+            for number in watch.watched where !stillWanted.contains(number) { signal(number, SIG_DFL) }
         }
-        for number in watch.watched where !stillWanted.contains(number) { signal(number, SIG_DFL) }
     }
 
     private func dispatchArrivals() {

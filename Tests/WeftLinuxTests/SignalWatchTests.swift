@@ -33,6 +33,28 @@ import WeftLinux
         #expect(first.numbers == [SIGUSR1])
         #expect(second.numbers == [SIGUSR2])
     }
+
+    @Test func aWatchMadeWhileAnotherThreadCancelsOneKeepsItsHandler() throws {
+        // One thread makes and cancels watches of SIGWINCH (default action: ignored, so a lost
+        // handler fails the test instead of ending the run) while another does the same and
+        // checks, each time, that the signal is still caught while its own watch lives.
+        let rounds = 20_000
+        let done = DispatchSemaphore(value: 0)
+        DispatchQueue.global().async {
+            for _ in 0..<rounds { (try? SignalWatch([SIGWINCH]))?.cancel() }
+            done.signal()
+        }
+        var lost = 0
+        for _ in 0..<rounds {
+            let watch = try SignalWatch([SIGWINCH])
+            var current = sigaction()
+            sigaction(SIGWINCH, nil, &current)
+            if current.__sigaction_handler.sa_handler == nil { lost += 1 }
+            watch.cancel()
+        }
+        done.wait()
+        #expect(lost == 0, "a watch found SIGWINCH at its default action \(lost) times")
+    }
 }
 
 final class SignalLog: @unchecked Sendable {
