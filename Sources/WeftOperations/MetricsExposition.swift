@@ -26,6 +26,9 @@ public enum MetricsExposition {
         name("registry_reachable", unit: "", "1 while the subnet registry answers; 0 during an outage (forwarding goes on with the last routes).")
     }
     static var registryFailures: MetricNameDescriptor { name("registry_failed_requests", unit: "total", "Registry requests that failed (each retry of an outage counts).") }
+    static var registrySkipped: MetricNameDescriptor {
+        name("registry_skipped_entries", unit: "total", "Registry entries skipped as not valid leases, each time a listing or an event carried one (the log names each).")
+    }
 
     public static func text(_ status: NodeStatus, now: Double) -> [UInt8] {
         let registry = PrometheusCollectorRegistry()
@@ -56,6 +59,8 @@ public enum MetricsExposition {
                 .set(to: registryStatus.reachable ? 1.0 : 0.0)
             registry.makeCounter(descriptor: registryFailures, labels: [("registry", registryStatus.kind)])
                 .increment(by: Int64(registryStatus.failedRequests))
+            registry.makeCounter(descriptor: registrySkipped, labels: [("registry", registryStatus.kind)])
+                .increment(by: Int64(registryStatus.skippedEntries))
         }
         return registry.emitToBuffer()
     }

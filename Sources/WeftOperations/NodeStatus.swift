@@ -23,10 +23,14 @@ public struct NodeStatus: Codable, Equatable, Sendable {
         public var reachable: Bool
         /// Requests that failed since the node started.
         public var failedRequests: Int
-        public init(kind: String, reachable: Bool, failedRequests: Int) {
+        /// Entries skipped because they are not valid leases, each time a listing or an event
+        /// carried one (the log names each).
+        public var skippedEntries: Int
+        public init(kind: String, reachable: Bool, failedRequests: Int, skippedEntries: Int) {
             self.kind = kind
             self.reachable = reachable
             self.failedRequests = failedRequests
+            self.skippedEntries = skippedEntries
         }
     }
 

@@ -85,9 +85,15 @@ public final class LeaseManager: Sendable {
     /// flanneld's `raceRetries`.
     public static let acquireAttempts = 10
 
-    public init(registry: any SubnetRegistry, configuration: LeaseManagerConfiguration, log: @escaping @Sendable (String) -> Void = { _ in }) {
+    /// Entries this manager skipped; give the same to a `FileRegistry`'s `onUnreadableEntry`, so
+    /// its unreadable files are counted with them.
+    public let skippedEntries: SkippedEntries
+
+    public init(registry: any SubnetRegistry, configuration: LeaseManagerConfiguration,
+                skippedEntries: SkippedEntries? = nil, log: @escaping @Sendable (String) -> Void = { _ in }) {
         self.registry = registry
         self.configuration = configuration
+        self.skippedEntries = skippedEntries ?? SkippedEntries(log: log)
         self.log = log
     }
 
@@ -344,14 +350,14 @@ public final class LeaseManager: Sendable {
     /// A lease key and value as flanneld writes them; anything else is logged and skipped.
     private func decode(_ entry: RegistryEntry) -> (lease: SubnetLease, backendType: String?)? {
         guard let subnet = SubnetLease.subnet(fromKey: entry.key) else {
-            log("ignoring \(entry.key): not a subnet lease key")
+            skippedEntries.record("ignoring \(entry.key): not a subnet lease key")
             return nil
         }
         do {
             let attributes = try SubnetLease.decodeValue(entry.value)
             return (SubnetLease(subnet: subnet, publicIP: attributes.publicIP, expiration: entry.expiresAt), attributes.backendType)
         } catch {
-            log("ignoring \(entry.key): \(error)")
+            skippedEntries.record("ignoring \(entry.key): \(error)")
             return nil
         }
     }

@@ -398,9 +398,10 @@ final class Node: @unchecked Sendable {
             return .fixed(peers, port: settings.port ?? NetworkConfig.defaultUDPPort)
         case .registry(let registrySettings):
             let registry: any SubnetRegistry
+            let skippedEntries = SkippedEntries { message in logger.warning("\(message)") }
             switch registrySettings.store {
             case .directory(let path):
-                let files = FileRegistry(directory: path, onUnreadableEntry: { message in logger.warning("\(message)") })
+                let files = FileRegistry(directory: path, onUnreadableEntry: skippedEntries.record)
                 do {
                     try files.prepare()
                 } catch {
@@ -419,6 +420,7 @@ final class Node: @unchecked Sendable {
                 configuration: LeaseManagerConfiguration(
                     prefix: registrySettings.prefix, publicIP: publicIP, renewMargin: registrySettings.renewMargin,
                     previousSubnet: SubnetEnvironmentFile.previousSubnet(at: registrySettings.subnetFile)),
+                skippedEntries: skippedEntries,
                 log: { message in logger.info("\(message)") })
             let config: NetworkConfig
             let initial = registrySettings.initialNetwork.map { NetworkConfig.initialValue(network: $0, port: settings.port) }
@@ -456,7 +458,8 @@ final class Node: @unchecked Sendable {
             lease = health.leaseExpiresAt.map { NodeStatus.Lease(subnet: "\(leases.lease.subnet)", expiresAt: $0) }
             let kind: String
             if case .registry(let registrySettings) = settings.leases, case .etcd = registrySettings.store { kind = "etcd" } else { kind = "file" }
-            registry = NodeStatus.Registry(kind: kind, reachable: health.registryReachable, failedRequests: health.failedRequests)
+            registry = NodeStatus.Registry(kind: kind, reachable: health.registryReachable, failedRequests: health.failedRequests,
+                                           skippedEntries: leases.manager.skippedEntries.count)
         }
         let running = failure.message.withLock { $0 == nil } && !stopping.load(ordering: .acquiring)
         return NodeStatus(

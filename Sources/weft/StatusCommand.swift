@@ -67,7 +67,8 @@ struct StatusCommand: AsyncParsableCommand {
             lines.append("lease \(lease.subnet) expires in \(duration(lease.expiresAt - now))")
         }
         if let registry = status.registry {
-            lines.append("registry \(registry.kind): \(registry.reachable ? "reachable" : "unreachable"), \(registry.failedRequests) failed request(s) since start")
+            lines.append("registry \(registry.kind): \(registry.reachable ? "reachable" : "unreachable"), \(registry.failedRequests) failed request(s) since start"
+                         + (registry.skippedEntries > 0 ? ", \(registry.skippedEntries) skipped entry(ies): see the log" : ""))
         }
         lines.append("peers \(status.peers.count)" + (status.peers.isEmpty ? "" : ": " + status.peers.map { "\($0.subnet) via \($0.publicIP)" }.joined(separator: ", ")))
         let traffic = status.traffic

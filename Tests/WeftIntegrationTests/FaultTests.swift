@@ -93,7 +93,7 @@ struct FaultTests {
         #expect(try lab.ping(from: "podA", "10.244.2.2", count: 3).status == 0)
     }
 
-    @Test("a corrupt lease next to good ones is skipped and named in the log; both nodes start and talk", arguments: Lab.Registry.available)
+    @Test("a corrupt lease next to good ones is skipped, counted and named in the log; both nodes start and talk", arguments: Lab.Registry.available)
     func corruptLease(registry: Lab.Registry) throws {
         let lab = try Lab()
         let key = "/coreos.com/network/subnets/10.244.9.0-24"
@@ -121,8 +121,11 @@ struct FaultTests {
         }
         #expect(try lab.ping(from: "podA", "10.244.2.2", count: 2).status == 0)
         #expect(try lab.ping(from: "podB", "10.244.1.2", count: 2).status == 0)
-        let route = try lab.exec("nodeA", [Environment.weftBinary, "status", "--json"])
-        #expect(!route.output.contains("10.244.9.0"), "the corrupt lease is no peer: \(route)")
+        let status = try lab.exec("nodeA", [Environment.weftBinary, "status", "--json"])
+        #expect(!status.output.contains("10.244.9.0"), "the corrupt lease is no peer: \(status)")
+        let registryStatus = (try JSONSerialization.jsonObject(with: Data(status.output.utf8)) as? [String: Any])?["registry"] as? [String: Any]
+        let skipped = try #require(registryStatus?["skippedEntries"] as? Int, "\(status)")
+        #expect(skipped >= 1, "the skipped lease is counted: \(status)")
     }
 }
 }

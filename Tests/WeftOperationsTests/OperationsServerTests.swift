@@ -15,7 +15,7 @@ import WeftTestSupport
         return NodeStatus(
             network: "10.244.0.0/16", subnet: "10.244.1.0/24", tunName: "flannel0", workers: 2, startedAt: 1_796_000_000,
             forwarding: forwarding, lease: leaseExpiresAt.map { .init(subnet: "10.244.1.0/24", expiresAt: $0) },
-            registry: leaseExpiresAt.map { _ in .init(kind: "etcd", reachable: false, failedRequests: 7) },
+            registry: leaseExpiresAt.map { _ in .init(kind: "etcd", reachable: false, failedRequests: 7, skippedEntries: 2) },
             peers: [.init(subnet: "10.244.2.0/24", publicIP: "198.18.0.2")], traffic: .init(snapshot))
     }
 
@@ -112,6 +112,7 @@ import WeftTestSupport
                 #"weft_lease_expiry_time_seconds{subnet="10.244.1.0/24"} 1796086400.0"#,
                 #"weft_registry_reachable{registry="etcd"} 0.0"#,
                 #"weft_registry_failed_requests_total{registry="etcd"} 7"#,
+                #"weft_registry_skipped_entries_total{registry="etcd"} 2"#,
             ]
             #expect(samples == expected)
         }

@@ -9,10 +9,14 @@ import WeftCore
 @Suite struct LeaseManagerTests {
     static let config = Array(#"{"Network":"10.244.0.0/16","Backend":{"Type":"udp"}}"#.utf8)
 
+    /// A node's manager over the file registry in `directory`, wired as `weft run` wires it: the
+    /// registry's unreadable entry files are counted with the manager's own skipped entries.
     private func manager(_ directory: String, publicIP: String, previous: String? = nil) -> LeaseManager {
-        LeaseManager(
-            registry: FileRegistry(directory: directory, pollInterval: 0.02, sweepInterval: 0.1),
-            configuration: LeaseManagerConfiguration(publicIP: IPv4Address(publicIP)!, previousSubnet: previous.flatMap(IPv4Prefix.init)))
+        let skipped = SkippedEntries()
+        return LeaseManager(
+            registry: FileRegistry(directory: directory, pollInterval: 0.02, sweepInterval: 0.1, onUnreadableEntry: skipped.record),
+            configuration: LeaseManagerConfiguration(publicIP: IPv4Address(publicIP)!, previousSubnet: previous.flatMap(IPv4Prefix.init)),
+            skippedEntries: skipped)
     }
 
     @Test("the first node writes the net config; later nodes read it")
@@ -31,7 +35,7 @@ import WeftCore
         }
     }
 
-    @Test("a corrupt lease file does not stop a node from starting; a corrupt net config does")
+    @Test("a corrupt lease file or value is skipped and counted and does not stop a node from starting; a corrupt net config does")
     func corruptLeaseSkipped() async throws {
         try await withTemporaryDirectory { directory in
             let node = manager(directory, publicIP: "198.18.0.1")
@@ -41,7 +45,12 @@ import WeftCore
             try Data("garbage".utf8).write(to: URL(fileURLWithPath: try files.entryPath(forKey: "/coreos.com/network/subnets/10.244.9.0-24")))
             let lease = try await manager(directory, publicIP: "198.18.0.2", previous: "10.244.5.0/24").acquire(config: config).lease
             #expect(lease.subnet == IPv4Prefix("10.244.5.0/24"))
+            #expect(node.skippedEntries.count == 0)
             #expect(try await node.listLeases().0.map(\.subnet) == [IPv4Prefix("10.244.5.0/24")!])
+            #expect(node.skippedEntries.count == 1, "the unreadable entry file is counted")
+            _ = try await files.put("/coreos.com/network/subnets/10.244.8.0-24", value: Array("{not json".utf8), ttl: nil)
+            _ = try await node.listLeases()
+            #expect(node.skippedEntries.count == 3, "and so is a lease value that is not flanneld's, at each listing")
             let avoiding = try await manager(directory, publicIP: "198.18.0.3", previous: "10.244.9.0/24").acquire(config: config).lease
             #expect(avoiding.subnet != IPv4Prefix("10.244.9.0/24"), "the unreadable entry's subnet is not taken over")
 
