@@ -249,9 +249,9 @@ final class Node: @unchecked Sendable {
         offload: Offload, underlayMTU: Int, pathMTU: Int, operations: OperationsServer?, description: String
     ) throws -> Node {
         // SIGINT or SIGTERM while starting cancels the start (RunCommand). These steps do not
-        // wait, so the start checks for it before them and after the rules (iptables may wait for
-        // the xtables lock): a node told to stop then gives its new lease back and never says
-        // READY=1.
+        // look at cancellation themselves, so it is checked before them and after the rules, the
+        // slow one (iptables may wait for the xtables lock): a node told to stop then gives its
+        // new lease back and never says READY=1.
         try Task.checkCancellation()
         let tun = tunQueues[0]
         do {
