@@ -284,34 +284,25 @@ extension Lab {
     /// How many leases the lab's file registry (`registryArguments(registry: .file)`) holds.
     func fileRegistryLeaseCount() throws -> Int {
         let registry = FileRegistry(directory: "\(stateDirectory)/registry")
-        let count = LockedCount()
-        try blocking { count.set(try await registry.list(prefix: "/coreos.com/network/subnets/").0.count) }
-        return count.value
+        return try blocking { try await registry.list(prefix: "/coreos.com/network/subnets/").0.count }
     }
 }
 
-private final class LockedCount: @unchecked Sendable {
-    private let lock = NSLock()
-    private var stored = 0
-    func set(_ value: Int) { lock.withLock { stored = value } }
-    var value: Int { lock.withLock { stored } }
-}
-
-/// Runs registry work (async) from a synchronous test.
-func blocking(_ operation: @escaping @Sendable () async throws -> Void) throws {
+/// Runs registry work (async) from a synchronous test and returns what it returned.
+func blocking<Value: Sendable>(_ operation: @escaping @Sendable () async throws -> Value) throws -> Value {
     let done = DispatchSemaphore(value: 0)
-    let failure = LockedError()
+    let outcome = LockedOutcome<Value>()
     Task.detached {
-        do { try await operation() } catch { failure.set(error) }
+        do { outcome.set(.success(try await operation())) } catch { outcome.set(.failure(error)) }
         done.signal()
     }
     done.wait()
-    if let error = failure.error { throw error }
+    return try outcome.result!.get()
 }
 
-private final class LockedError: @unchecked Sendable {
+private final class LockedOutcome<Value: Sendable>: @unchecked Sendable {
     private let lock = NSLock()
-    private var stored: Error?
-    func set(_ error: Error) { lock.withLock { stored = error } }
-    var error: Error? { lock.withLock { stored } }
+    private var stored: Result<Value, any Error>?
+    func set(_ result: Result<Value, any Error>) { lock.withLock { stored = result } }
+    var result: Result<Value, any Error>? { lock.withLock { stored } }
 }
