@@ -152,11 +152,10 @@ struct OperationsTests {
     private static func slowIPTablesPath(_ lab: Lab) throws -> String {
         let tools = "\(lab.stateDirectory)/slow-tools"
         try FileManager.default.createDirectory(atPath: tools, withIntermediateDirectories: true)
-        let installed: [String] = ["/usr/sbin/iptables", "/sbin/iptables"]
-        let iptables = try #require(installed.first { access($0, X_OK) == 0 }, "iptables is installed")
+        let iptables = try #require(findInPath("iptables"), "iptables is installed")
         try "#!/bin/sh\nsleep 0.3\nexec \(iptables) \"$@\"\n".write(toFile: "\(tools)/iptables", atomically: true, encoding: .utf8)
         chmod("\(tools)/iptables", 0o755)
-        return "PATH=\(tools):" + (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin")
+        return "PATH=\(tools):" + (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/sbin:/usr/bin:/sbin:/bin")
     }
 }
 }
