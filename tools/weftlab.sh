@@ -128,7 +128,7 @@ wl_wait_flannel0() {
 # Confirm pod B holds 10.244.2.2, then ping it from pod A (up to 5 tries of 1 s).
 wl_wait_ping() {
   local i
-  ip -n "$PREFIX-podB" -4 addr show dev eth0 | grep -q 'inet 10\.244\.2\.2/' \
+  ip -n "$PREFIX-podB" -4 addr show dev eth0 | grep 'inet 10\.244\.2\.2/' >/dev/null \
     || { echo "10.244.2.2 not present in $PREFIX-podB" >&2; return 1; }
   for ((i = 0; i < 5; i++)); do
     wl_exec podA timeout 3 ping -c 1 -W 1 -q 10.244.2.2 >/dev/null 2>&1 && return 0
@@ -162,7 +162,7 @@ wl_iperf() {
     >"$out.server" 2>&1 &
   spid=$!
   for ((i = 0; i < 50; i++)); do
-    ip netns exec "$PREFIX-podB" ss -Hltn 'sport = :5201' 2>/dev/null | grep -q 5201 && break
+    ip netns exec "$PREFIX-podB" ss -Hltn 'sport = :5201' 2>/dev/null | grep 5201 >/dev/null && break
     sleep 0.1
   done
   wl_exec podA timeout -k 2 $((secs + 20)) iperf3 -c 10.244.2.2 -p 5201 -t "$secs" -P "$streams" -J >"$out" 2>&1 || rc=$?
