@@ -224,13 +224,13 @@ struct RunCommand: AsyncParsableCommand {
         // A signal after the start's last check for cancellation (Node.finishStart) has been
         // taken by this watch, not the node's, and would be lost: the node would forward until
         // SIGKILL. Stop now instead.
+        let outcome: Node.Outcome
         if let number = startSignals.received {
             logger.info("stopping for the \(SignalWatch.name(number)) received while starting")
-            let summary = await node.shutDown()
-            print("weft: stopped; \(summary.summaryLine)")
-            return
+            outcome = .signalled
+        } else {
+            outcome = await node.waitForStop()
         }
-        let outcome = await node.waitForStop()
         let summary = await node.shutDown()
         if case .leaseLost = outcome {
             logger.notice("our lease was deleted from the registry: stopping, as flanneld does")
