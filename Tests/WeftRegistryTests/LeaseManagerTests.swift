@@ -120,10 +120,13 @@ import WeftCore
     @Test("a watch that falls behind a compaction re-lists and still ends with every peer")
     func compactionRelists() async throws {
         try await withTemporaryDirectory { directory in
-            // An event log of 4 lines: 12 leases compact it many times under the watcher, which
-            // polls every 3 s so that it falls behind even when a loaded CI machine makes the
-            // leases slow (with 0.2 s it once kept up, and nothing was compacted).
-            let registry = FileRegistry(directory: directory, eventLogCapacity: 4, pollInterval: 3, sweepInterval: 0.1)
+            // An event log of 4 lines, and a watcher that reads it once and then not before
+            // pollNow(): 12 leases are written in between, so it falls behind by more than the log
+            // holds, wherever its first read falls among them (before the 5th lease, the 8 after
+            // it overflow the log; later, the first read finds it trimmed). No timing is involved:
+            // with a poll every 3 s, a loaded CI machine once made the leases so slow that the
+            // watcher kept up and nothing was compacted.
+            let registry = FileRegistry(directory: directory, eventLogCapacity: 4, pollInterval: 3600, sweepInterval: 0.1)
             let messages = Mutex<[String]>([])
             let node = LeaseManager(registry: registry, configuration: LeaseManagerConfiguration(publicIP: IPv4Address("198.18.0.1")!)) { message in
                 messages.withLock { $0.append(message) }
@@ -140,6 +143,7 @@ import WeftCore
                 expected.insert(Route(subnet: peerLease.subnet, nextHop: peerLease.publicIP))
             }
             let all = expected
+            registry.pollNow()
             try await waitUntil { seen.withLock { $0.map(Set.init) == all } }
             #expect(messages.withLock { $0.contains { $0.contains("compaction") } }, "the watch was compacted and re-listed")
             ending.cancel()
