@@ -82,6 +82,7 @@ int CWeftLinux_sendmmsg(int fd, CWeftLinux_mmsghdr *vec, unsigned int vlen, int 
 
 const int CWeftLinux_MSG_TRUNC = MSG_TRUNC;
 const int CWeftLinux_MSG_WAITFORONE = MSG_WAITFORONE;
+const int CWeftLinux_MSG_DONTWAIT = MSG_DONTWAIT;
 
 // --- UDP segmentation offloads ---------------------------------------------------------------
 

@@ -58,7 +58,8 @@ public struct ForwarderConfiguration: Sendable {
     /// it holds a virtio header and a 64 KiB super-packet or GRO batch.
     var slotSize: Int { offload.usesSuperPackets ? 65536 + 64 : max(2048, (policy.pathMTU + 28 + 64 + 63) & ~63) }
 
-    /// Every thread owns one batch of slots for its whole life: a lane's sender and receiver.
+    /// Each half of a lane's thread owns one batch of slots for its whole life: the sending
+    /// half reads into its own, the receiving half receives into its own.
     func slotCount(lanes: Int) -> Int { 2 * lanes * batchSize }
 }
 
@@ -113,19 +114,20 @@ final class DataPathLifecycle: Sendable {
     }
 }
 
-/// The packet-moving threads of one node: two per lane, each running a packet from one device
-/// to the other without handing it to another thread.
+/// The packet-moving threads of one node: one per lane (`LaneWorker`), which runs each packet
+/// from one of its devices to the other without handing it to another thread, in both
+/// directions.
 ///
 /// ```
-/// TUN queue i ─► OutboundWorker i: read ─► ForwardingPolicy.outbound ─► sendmmsg on socket i
-/// TUN queue i ◄─ write ◄─ InboundReceiver i: ForwardingPolicy.inbound ◄─ recvmmsg on socket i
+/// TUN queue i ─► lane i, OutboundWorker: read ─► ForwardingPolicy.outbound ─► sendmmsg on socket i
+/// TUN queue i ◄─ write ◄─ lane i, InboundReceiver: ForwardingPolicy.inbound ◄─ recvmmsg on socket i
 /// ```
 /// The kernel spreads the work: it hands each packet for flannel0 to a TUN queue by its flow,
 /// and each datagram to a socket of the group by its inner addresses (`UDPSocket.openGroup`), so
-/// one flow stays on one thread and keeps its order. A packet's bytes are written once by the
-/// kernel into a slot the thread owns and read once by the kernel from it. When a lane falls
-/// behind it simply reads later: packets wait in the kernel's queues instead of being dropped
-/// by Weft. Idle threads block (poll, recvmmsg); none spins.
+/// one flow stays on one thread, both ways, and keeps its order. A packet's bytes are written
+/// once by the kernel into a slot the thread owns and read once by the kernel from it. When a
+/// lane falls behind it simply reads later: packets wait in the kernel's queues instead of being
+/// dropped by Weft. An idle lane blocks in one poll on its two devices; none spins.
 public final class Forwarder: @unchecked Sendable {
     public let configuration: ForwarderConfiguration
     public let counters: Counters
@@ -163,20 +165,14 @@ public final class Forwarder: @unchecked Sendable {
         wakeup.close()
     }
 
-    /// Starts each lane's sender and receiver, each on its own Dispatch queue.
+    /// Starts each lane's thread on its own Dispatch queue.
     public func start() {
         guard !started.exchange(true, ordering: .sequentiallyConsistent) else { return }
-        // Each thread is built on its own queue from the parts it uses, and owns its slots and scratch.
+        // Each thread is built on its own queue and owns its slots and scratch.
         for (index, lane) in lanes.enumerated() {
-            DispatchQueue(label: "weft.sender.\(index)").async(group: threads) {
-                OutboundWorker(
-                    pool: self.pool, tunnel: lane.tunnel, transport: lane.transport, wakeup: self.wakeup, routes: self.routes,
-                    configuration: self.configuration, shard: self.counters.makeShard(), lifecycle: self.lifecycle
-                ).run()
-            }
-            DispatchQueue(label: "weft.receiver.\(index)").async(group: threads) {
-                InboundReceiver(
-                    pool: self.pool, tunnel: lane.tunnel, transport: lane.transport, routes: self.routes,
+            DispatchQueue(label: "weft.lane.\(index)").async(group: threads) {
+                LaneWorker(
+                    lane: lane, pool: self.pool, wakeup: self.wakeup, routes: self.routes,
                     configuration: self.configuration, shard: self.counters.makeShard(), lifecycle: self.lifecycle
                 ).run()
             }

@@ -2,7 +2,7 @@ import Glibc
 import WeftCore
 import WeftLinux
 
-/// The receive thread: recvmmsg straight into pool slots, the inbound rules for every inner
+/// A lane's receiving half: recvmmsg straight into pool slots, the inbound rules for every inner
 /// packet, then the TUN.
 ///
 /// With UDP GRO one slot holds a run of datagrams of one size back to back. Consecutive TCP
@@ -74,38 +74,40 @@ final class InboundReceiver {
         replyBuffer.deallocate()
     }
 
-    func run() {
+    /// Takes the slots this half receives into; false (reported) when the pool is too small.
+    func start() -> Bool {
         for i in 0..<batchSize {
             guard let slot = pool.allocate() else {
                 lifecycle.fail("packet pool too small for the receiver")
-                return
+                return false
             }
             slots.append(slot)
             batch.setReceiveBuffer(i, pool.buffer(slot))
         }
-        while !lifecycle.isStopping {
-            let received: Int
-            do {
-                received = try transport.receive(into: batch, maxCount: batchSize)
-            } catch {
-                lifecycle.fail("UDP receive failed: \(error)")
-                return
-            }
-            if received == 0 {
-                // Only a shutdown ends a blocking receive without a datagram.
-                lifecycle.fail("the UDP socket was shut down")
-                return
-            }
-            routes.refresh()
-            for i in 0..<received {
-                if batch.isTruncated(i) {
-                    // Longer than a slot, so longer than the path MTU: ForwardingPolicy's too-big.
-                    shard.countDrop(.udpToTun, .tooBig)
-                    continue
-                }
-                receiveEntry(i)
-            }
+        return true
+    }
+
+    /// Takes what the socket holds, up to one batch (one recvmmsg that does not wait), and
+    /// writes every inner packet to the TUN queue.
+    func pass() -> LanePass {
+        let received: Int
+        do {
+            received = try transport.receiveAvailable(into: batch, maxCount: batchSize)
+        } catch {
+            lifecycle.fail("UDP receive failed: \(error)")
+            return .failed
         }
+        if received == 0 { return .drained }
+        routes.refresh()
+        for i in 0..<received {
+            if batch.isTruncated(i) {
+                // Longer than a slot, so longer than the path MTU: ForwardingPolicy's too-big.
+                shard.countDrop(.udpToTun, .tooBig)
+                continue
+            }
+            receiveEntry(i)
+        }
+        return .more
     }
 
     /// Every datagram of one entry: one, or a GRO run of equal-size ones.

@@ -2,10 +2,9 @@ import Glibc
 import WeftCore
 import WeftLinux
 
-/// A lane's sending thread: reads its TUN queue into its own slots, decides each packet's fate
-/// and sends the batch with one sendmmsg, then reads again. While a send blocks nothing is read,
-/// so a sender that outpaces the underlay waits in the kernel's queues instead of losing packets
-/// in Weft.
+/// A lane's sending half: reads its TUN queue into its own slots, decides each packet's fate
+/// and sends the batch with one sendmmsg. While a send blocks nothing is read, so a sender that
+/// outpaces the underlay waits in the kernel's queues instead of losing packets in Weft.
 ///
 /// A TSO super-packet from a TUN with offloads is cut into flannel-sized packets here: each gets
 /// a header built in `headers`, its payload stays where the kernel put it, and the whole run
@@ -14,7 +13,6 @@ final class OutboundWorker {
     private let pool: PacketPool
     private let tunnel: any PacketTunnel
     private let transport: any DatagramTransport
-    private let wakeup: EventFD
     private let lifecycle: DataPathLifecycle
     private let shard: CounterShard
     private let policy: ForwardingPolicy
@@ -60,13 +58,11 @@ final class OutboundWorker {
     }
 
     init(
-        pool: PacketPool, tunnel: any PacketTunnel, transport: any DatagramTransport, wakeup: EventFD,
-        routes: RouteTableStore, configuration: ForwarderConfiguration, shard: CounterShard, lifecycle: DataPathLifecycle
+        pool: PacketPool, tunnel: any PacketTunnel, transport: any DatagramTransport, routes: RouteTableStore, configuration: ForwarderConfiguration, shard: CounterShard, lifecycle: DataPathLifecycle
     ) {
         self.pool = pool
         self.tunnel = tunnel
         self.transport = transport
-        self.wakeup = wakeup
         self.lifecycle = lifecycle
         self.shard = shard
         policy = configuration.policy
@@ -89,42 +85,41 @@ final class OutboundWorker {
         vectors.deallocate()
     }
 
-    func run() {
+    /// Takes the slots this half reads into; false (reported) when the pool is too small.
+    func start() -> Bool {
         for _ in 0..<batchSize {
             guard let slot = pool.allocate() else {
                 lifecycle.fail("packet pool too small for the sender")
-                return
+                return false
             }
             slots.append(slot)
         }
-        while !lifecycle.isStopping {
-            routes.refresh()
-            var drained = false
-            for slot in slots {
-                let buffer = pool.buffer(slot)
-                let length: Int?
-                do {
-                    length = try tunnel.read(into: buffer)
-                } catch {
-                    flush()
-                    lifecycle.fail("TUN read failed: \(error)")
-                    return
-                }
-                guard let length else {
-                    drained = true
-                    break
-                }
-                if !handle(buffer, length: length) { return }
-            }
-            if !flush() { return }
-            guard drained else { continue }
+        return true
+    }
+
+    /// Reads the TUN queue until it would block or one batch is read, decides each packet and
+    /// sends the batch with one sendmmsg.
+    func pass() -> LanePass {
+        routes.refresh()
+        var drained = false
+        for slot in slots {
+            let buffer = pool.buffer(slot)
+            let length: Int?
             do {
-                _ = try tunnel.waitReadable(orWakeup: wakeup)
+                length = try tunnel.read(into: buffer)
             } catch {
-                lifecycle.fail("waiting for the TUN failed: \(error)")
-                return
+                flush()
+                lifecycle.fail("TUN read failed: \(error)")
+                return .failed
             }
+            guard let length else {
+                drained = true
+                break
+            }
+            if !handle(buffer, length: length) { return .failed }
         }
+        if !flush() { return .failed }
+        return drained ? .drained : .more
     }
 
     /// Decides one packet; false when the socket failed for good.

@@ -37,11 +37,11 @@ public struct SentDatagram: Equatable, Sendable {
     }
 }
 
-/// An in-memory UDP socket with `UDPSocket`'s batch semantics: `receive` blocks until at least
-/// one datagram is waiting, then fills as many entries as are waiting, up to `maxCount`, copying
-/// each datagram into the entry's slot and recording its length, sender and GRO segment size
-/// (recvmmsg with MSG_WAITFORONE); `send` takes a batch (sendmmsg); after `shutdown` `receive`
-/// returns 0.
+/// An in-memory UDP socket with `UDPSocket`'s batch semantics: `receiveAvailable` fills as many
+/// entries as datagrams are waiting, up to `maxCount`, copying each datagram into the entry's
+/// slot and recording its length, sender and GRO segment size (recvmmsg with MSG_DONTWAIT), and
+/// its readiness descriptor is polled like the real one's; `send` takes a batch (sendmmsg);
+/// after `shutdown` `receiveAvailable` returns 0.
 ///
 /// Like `FakeTunnel`, datagrams come from `inject` (tests) or round and round from a
 /// `PacketSet` (benchmarks), and sends are recorded (tests) or counted (benchmarks). A test can
@@ -57,7 +57,6 @@ public final class FakeTransport: DatagramTransport, @unchecked Sendable {
     private let senders: [IPv4Address]
     private let port: UInt16
     private let completion: Completion?
-    private let shutdownEvent: EventFD
     private let isShutDown = Atomic<Bool>(false)
     private let gsoFailed = Atomic<Bool>(false)
     private let sendGate = Gate()
@@ -95,7 +94,6 @@ public final class FakeTransport: DatagramTransport, @unchecked Sendable {
         port = 0
         completion = nil
         offer = try Offer()
-        shutdownEvent = try EventFD()
     }
 
     /// A socket for benchmarks: receives `datagrams` round and round, `offer.add(n)` at a time,
@@ -107,7 +105,6 @@ public final class FakeTransport: DatagramTransport, @unchecked Sendable {
         self.port = port
         self.completion = completion
         offer = try Offer()
-        shutdownEvent = try EventFD()
     }
 
     // MARK: test controls
@@ -159,22 +156,19 @@ public final class FakeTransport: DatagramTransport, @unchecked Sendable {
 
     public var segmentationOffloadFailed: Bool { gsoFailed.load(ordering: .acquiring) }
 
-    public func receive(into batch: DatagramBatch, maxCount: Int) throws -> Int {
+    public var readinessDescriptor: Int32 { offer.readiness.fileDescriptor }
+
+    public func readinessObserved() { offer.clear() }
+
+    public func receiveAvailable(into batch: DatagramBatch, maxCount: Int) throws -> Int {
         let limit = min(maxCount, batch.capacity)
-        while true {
-            if isShutDown.load(ordering: .acquiring) {
-                batch.count = 0
-                return 0
-            }
-            let count = try repeating == nil ? receiveInjected(into: batch, limit: limit) : receiveRepeating(into: batch, limit: limit)
-            if count > 0 {
-                batch.count = count
-                return count
-            }
-            if try Poll.waitReadable(offer.readiness.fileDescriptor, orWakeup: shutdownEvent) == .readable {
-                offer.clear()
-            }
+        guard !isShutDown.load(ordering: .acquiring) else {
+            batch.count = 0
+            return 0
         }
+        let count = try repeating == nil ? receiveInjected(into: batch, limit: limit) : receiveRepeating(into: batch, limit: limit)
+        batch.count = count
+        return count
     }
 
     private func receiveRepeating(into batch: DatagramBatch, limit: Int) -> Int {
@@ -248,6 +242,5 @@ public final class FakeTransport: DatagramTransport, @unchecked Sendable {
 
     public func shutdown() {
         isShutDown.store(true, ordering: .releasing)
-        shutdownEvent.signal()
     }
 }

@@ -6,14 +6,14 @@ import WeftLinux
 
 /// An in-memory TUN with `TunDevice`'s semantics: `read` copies one packet into the caller's slot
 /// (as much as fits, the packet's length returned) or returns nil when none is waiting (EAGAIN),
-/// `waitReadable` polls like the real one, `write` takes one whole packet.
+/// its readiness descriptor is polled like the real one's, `write` takes one whole packet.
 ///
 /// Packets come from one of two sources: for tests, packets `inject`ed one by one, read in order;
 /// for benchmarks, a `PacketSet` read round and round, `offer.add(n)` packets at a time, without
 /// allocating. Packets written are recorded (tests) or only counted into `completion`
 /// (benchmarks). A test can make reads throw and writes fail or block.
 ///
-/// One thread reads (a lane's sender), any thread may write.
+/// One thread reads (a lane's), any thread may write.
 public final class FakeTunnel: PacketTunnel, @unchecked Sendable {
     public let vnetHeaderSize: Int
     public let acceptsUDPSuperPackets: Bool
@@ -138,11 +138,9 @@ public final class FakeTunnel: PacketTunnel, @unchecked Sendable {
         try accept { gather(vectors) }
     }
 
-    public func waitReadable(orWakeup wakeup: EventFD) throws -> Poll.Readiness {
-        let readiness = try Poll.waitReadable(offer.readiness.fileDescriptor, orWakeup: wakeup)
-        if readiness == .readable { offer.clear() }
-        return readiness
-    }
+    public var readinessDescriptor: Int32 { offer.readiness.fileDescriptor }
+
+    public func readinessObserved() { offer.clear() }
 
     private func accept(_ bytes: () -> [UInt8]) throws -> Bool {
         writeGate.pass()

@@ -125,14 +125,15 @@ public final class UDPSocket: @unchecked Sendable {
     /// one datagram has arrived (MSG_WAITFORONE: then takes whatever else is queued, without
     /// waiting). Returns how many were received, also stored in `batch.count`; per entry,
     /// `length(i)` is the datagram's real length and `isTruncated(i)` says it did not fit.
+    /// With `waiting` false it never blocks (MSG_DONTWAIT) and returns 0 when nothing is queued.
     ///
     /// After `shutdown()` it returns 0 (immediately, or by waking a blocked call): treat 0 as
     /// "stop". Throws SystemError for anything else (e.g. EBADF after `close()`).
-    public func receive(into batch: DatagramBatch, maxCount: Int) throws(SystemError) -> Int {
+    public func receive(into batch: DatagramBatch, maxCount: Int, waiting: Bool = true) throws(SystemError) -> Int {
         let n = min(maxCount, batch.capacity)
         precondition(n > 0, "receive needs maxCount > 0")
         batch.prepareForReceive(n)
-        let flags = CWeftLinux_MSG_WAITFORONE | CWeftLinux_MSG_TRUNC
+        let flags = (waiting ? CWeftLinux_MSG_WAITFORONE : CWeftLinux_MSG_DONTWAIT) | CWeftLinux_MSG_TRUNC
         switch try Syscall.recvmmsg(fileDescriptor, batch.messages, UInt32(n), flags, "udp \(localDescription)") {
         case .processed(let received):
             // After shutdown the kernel reports an end-of-stream "datagram" (length 0, no

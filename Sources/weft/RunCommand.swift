@@ -143,7 +143,7 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Name of the TUN device.", valueName: "name"))
     var tunName = "flannel0"
 
-    @Option(help: "Worker threads that route and send. Default: the number of cores.")
+    @Option(help: "Lanes: threads that each forward both ways on one flannel0 queue and one UDP socket (1: the single-queue flannel0 flanneld makes). Default: the number of cores.")
     var workers: Int?
 
     @Flag(help: "Accept datagrams from any address (NAT between nodes). The inner source must still belong to a peer's subnet.")

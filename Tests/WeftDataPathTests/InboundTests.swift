@@ -4,7 +4,7 @@ import WeftCore
 import WeftDataPath
 import WeftDataPathTesting
 
-/// UDP → TUN through the real receiver thread.
+/// UDP → TUN through a real lane thread (its receiving half).
 @Suite struct InboundTests {
     @Test func aPacketFromItsPeerIsWrittenToTheTun() throws {
         let node = try TestNode()

@@ -5,7 +5,7 @@ import WeftCore
 import WeftDataPath
 import WeftDataPathTesting
 
-/// TUN → UDP through the real reader and worker threads.
+/// TUN → UDP through a real lane thread (its sending half).
 @Suite struct OutboundTests {
     @Test func eachPacketGoesToThePeerThatOwnsItsDestination() throws {
         let node = try TestNode()

@@ -5,7 +5,7 @@ import WeftDataPath
 import WeftDataPathTesting
 import WeftLinux
 
-/// The real `Forwarder` (each lane's sender and receiver on their own threads) over fake TUN
+/// The real `Forwarder` (each lane's thread, sending and receiving) over fake TUN
 /// queues and fake UDP sockets, one of each per lane. Node 10.244.1.0/24 at 198.18.0.1 with 16 peers, 10.244.2.0/24 ...
 /// 10.244.17.0/24 at 198.18.0.2 ... 198.18.0.17, all on port 8285.
 ///

@@ -64,6 +64,7 @@ int CWeftLinux_sendmmsg(int fd, CWeftLinux_mmsghdr *vec, unsigned int vlen, int 
 
 extern const int CWeftLinux_MSG_TRUNC;
 extern const int CWeftLinux_MSG_WAITFORONE;
+extern const int CWeftLinux_MSG_DONTWAIT;
 
 // --- UDP segmentation offloads (GSO send, GRO receive) -------------------------------------
 
