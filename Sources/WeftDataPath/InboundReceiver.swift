@@ -107,6 +107,11 @@ final class InboundReceiver {
             }
             receiveEntry(i)
         }
+        // A run may span entries: a TCP super-packet longer than one UDP datagram can carry
+        // (46 segments of a 64 KiB TSO read) leaves its node as two UDP_SEGMENT sends and arrives
+        // as two GRO entries, which are one TUN write again here. The slots keep every entry's
+        // bytes until the next receive.
+        writeRun()
         return .more
     }
 
@@ -134,7 +139,6 @@ final class InboundReceiver {
                 if let reply { answer(reply, about: packet, to: sender) }
             }
         }
-        writeRun()
     }
 
     /// What a run joins, and so which coalescer's rules apply.

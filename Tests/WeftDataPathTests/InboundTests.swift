@@ -183,6 +183,24 @@ import WeftDataPathTesting
         #expect(counters.drops.isEmpty)
     }
 
+    @Test func aSuperPacketSentAsTwoEntriesIsWrittenAsOne() throws {
+        // A 64 KiB TSO read of 46 segments is more than one UDP send may carry (65,507 bytes), so
+        // the sending node sends 44 and then 2: one receive brings both GRO entries.
+        let node = try TestNode(offload: .superPackets)
+        defer { node.stop() }
+        let packets = Self.flow(6)
+        node.transport.inject([Self.groEntry(Array(packets[0..<4])), Self.groEntry(Array(packets[4...]))])
+
+        let written = node.tunnel.waitForWritten(1)
+        try #require(written.count == 1)
+        let joined = Array(written[0][VirtioNetHeader.size...])
+        #expect(joined.count == 40 + 6 * Self.payloadSize)
+        expectSamePackets([Array(joined[40...])], [packets.flatMap { $0[40...] }], "the payloads of both entries in order")
+        let counters = node.waitForCounters { $0.forwarded(.udpToTun) == 6 }
+        #expect(counters.forwarded(.udpToTun) == 6)
+        #expect(counters.drops.isEmpty)
+    }
+
     /// Datagrams of one UDP flow from B's pod to ours, with UDP checksums and consecutive IDs.
     static func udpFlow(_ count: Int, size: Int, sourcePort: UInt16 = 40000) -> [[UInt8]] {
         (0..<count).map { index in
