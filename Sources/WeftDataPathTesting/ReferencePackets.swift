@@ -5,11 +5,11 @@ import WeftCore
 
 /// RFC 1071 checksum of `bytes`, summed byte pair by byte pair.
 public func referenceChecksum(_ bytes: ArraySlice<UInt8>) -> UInt16 {
-    var sum: UInt32 = 0
+    var sum: UInt64 = 0
     var index = bytes.startIndex
     while index < bytes.endIndex {
-        let high = UInt32(bytes[index])
-        let low = index + 1 < bytes.endIndex ? UInt32(bytes[index + 1]) : 0
+        let high = UInt64(bytes[index])
+        let low = index + 1 < bytes.endIndex ? UInt64(bytes[index + 1]) : 0
         sum += high << 8 | low
         index += 2
     }

@@ -91,6 +91,22 @@ private func withField(_ bytes: [UInt8], _ index: Int, _ value: UInt8) -> [UInt8
         #expect(makePacket().withUnsafeBytes { InternetChecksum.checksum(UnsafeRawBufferPointer(rebasing: $0[0..<20])) } == 0)
     }
 
+    @Test("the wide loop: super-packet sizes, odd starts, and more bytes than its lanes hold between flushes",
+          arguments: [31, 32, 33, 95, 1472, 9001, 65_535, 1_100_000])
+    func internetChecksumMatchesReferenceOnLongInputs(length: Int) {
+        var generator = SplitMix64(seed: UInt64(length))
+        let random = (0..<(length + 1)).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        // All 0xFF makes every 16-bit word as large as it gets, so any lane overflow shows.
+        let ones = [UInt8](repeating: 0xFF, count: length + 1)
+        for bytes in [random, ones] {
+            for start in 0...1 {
+                let slice = bytes[start..<(start + length)]
+                let computed = slice.withUnsafeBytes { InternetChecksum.checksum($0) }
+                #expect(computed == referenceChecksum(slice), "length \(length) from offset \(start)")
+            }
+        }
+    }
+
     /// RFC 1071 §3 worked example: words 0x0001 0xf203 0xf4f5 0xf6f7 sum to 0xddf2.
     @Test func internetChecksumRFCExample() {
         let bytes: [UInt8] = [0x00, 0x01, 0xF2, 0x03, 0xF4, 0xF5, 0xF6, 0xF7]
