@@ -97,7 +97,7 @@ final class InboundReceiver {
             lifecycle.fail("UDP receive failed: \(error)")
             return .failed
         }
-        if received == 0 { return .drained }
+        if received == 0 { return .nothing }
         routes.refresh()
         for i in 0..<received {
             if batch.isTruncated(i) {
@@ -112,7 +112,7 @@ final class InboundReceiver {
         // as two GRO entries, which are one TUN write again here. The slots keep every entry's
         // bytes until the next receive.
         writeRun()
-        return .more
+        return received == batchSize ? .fullBatch : .emptied
     }
 
     /// Every datagram of one entry: one, or a GRO run of equal-size ones.

@@ -3,10 +3,12 @@ import WeftLinux
 
 /// What one pass of a lane's half did.
 enum LanePass: Equatable {
-    /// The device had nothing more: the half read or received until it would block.
-    case drained
-    /// A batch was read or received: more may be waiting, or the TUN writes may have made some.
-    case more
+    /// The device had nothing.
+    case nothing
+    /// It took what the device had, less than a batch: the device was empty then.
+    case emptied
+    /// It took a full batch: more may be waiting.
+    case fullBatch
     /// A device failed for good (already reported); the thread ends.
     case failed
 }
@@ -47,19 +49,30 @@ final class LaneWorker {
 
     func run() {
         guard outbound.start(), inbound.start() else { return }
+        // Which device to try on the next pass, without sleeping first.
+        var tryTunnel = true
+        var trySocket = true
         while !lifecycle.isStopping {
-            let sent = outbound.pass()
+            let sent = tryTunnel ? outbound.pass() : .nothing
             if sent == .failed { return }
-            let received = inbound.pass()
+            let received = trySocket ? inbound.pass() : .nothing
             if received == .failed { return }
-            // Sleep only after a pass found both devices empty: a receive that wrote to the TUN
-            // may have made replies there, so it is always followed by another pass.
-            guard sent == .drained, received == .drained else { continue }
+            // The TUN again after a full batch, or after packets were written to it: the pods'
+            // replies to them (TCP's ACKs) are already in its queue. The socket again after it
+            // gave anything (a stream's next datagrams arrive while the last are written), and
+            // beside a full TUN batch so a busy TUN never starves it. Once a pass found nothing
+            // new, the lane polls; after poll, only what is readable is read.
+            tryTunnel = sent == .fullBatch || received != .nothing
+            trySocket = received != .nothing || sent == .fullBatch
+            if tryTunnel || trySocket { continue }
             do {
+                // nil: the stop's wakeup, which the loop's condition sees.
                 guard let ready = try Poll.waitReadable(tunnel.readinessDescriptor, transport.readinessDescriptor, orWakeup: wakeup)
                 else { continue }
                 if ready.first { tunnel.readinessObserved() }
                 if ready.second { transport.readinessObserved() }
+                tryTunnel = ready.first
+                trySocket = ready.second
             } catch {
                 lifecycle.fail("waiting for the TUN and the socket failed: \(error)")
                 return

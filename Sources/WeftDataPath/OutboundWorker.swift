@@ -58,7 +58,8 @@ final class OutboundWorker {
     }
 
     init(
-        pool: PacketPool, tunnel: any PacketTunnel, transport: any DatagramTransport, routes: RouteTableStore, configuration: ForwarderConfiguration, shard: CounterShard, lifecycle: DataPathLifecycle
+        pool: PacketPool, tunnel: any PacketTunnel, transport: any DatagramTransport, routes: RouteTableStore,
+        configuration: ForwarderConfiguration, shard: CounterShard, lifecycle: DataPathLifecycle
     ) {
         self.pool = pool
         self.tunnel = tunnel
@@ -102,6 +103,7 @@ final class OutboundWorker {
     func pass() -> LanePass {
         routes.refresh()
         var drained = false
+        var read = 0
         for slot in slots {
             let buffer = pool.buffer(slot)
             let length: Int?
@@ -116,10 +118,11 @@ final class OutboundWorker {
                 drained = true
                 break
             }
+            read += 1
             if !handle(buffer, length: length) { return .failed }
         }
         if !flush() { return .failed }
-        return drained ? .drained : .more
+        return drained ? (read == 0 ? .nothing : .emptied) : .fullBatch
     }
 
     /// Decides one packet; false when the socket failed for good.
