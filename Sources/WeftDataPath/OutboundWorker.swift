@@ -102,7 +102,6 @@ final class OutboundWorker {
     /// sends the batch with one sendmmsg.
     func pass() -> LanePass {
         routes.refresh()
-        var drained = false
         var read = 0
         for slot in slots {
             let buffer = pool.buffer(slot)
@@ -114,15 +113,12 @@ final class OutboundWorker {
                 lifecycle.fail("TUN read failed: \(error)")
                 return .failed
             }
-            guard let length else {
-                drained = true
-                break
-            }
+            guard let length else { break }
             read += 1
             if !handle(buffer, length: length) { return .failed }
         }
         if !flush() { return .failed }
-        return drained ? (read == 0 ? .nothing : .emptied) : .fullBatch
+        return read == 0 ? .nothing : read < slots.count ? .emptied : .fullBatch
     }
 
     /// Decides one packet; false when the socket failed for good.
